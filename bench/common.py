@@ -1,0 +1,166 @@
+"""Shared helpers for the benchmark scripts: data locations, seeded subsets and validation splits,
+cached models, epoch timing, machine facts, table printing, JSON and figure output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from plint_core.classifier import TrainConfig, load_model, save_model, train_classifier  # noqa: E402
+from plint_core.data import Dataset, Split, load_data  # noqa: E402
+from plint_core.store import RunStore  # noqa: E402
+
+SHARED = Path(os.environ.get("PLINT_SHARED_DATA", REPO.parent / "shared" / "data"))
+OUT = REPO / "bench" / "out"
+FIGURES = REPO / "docs" / "figures"
+SOURCES = {"digits": "digits", "mnist": str(SHARED / "mnist70k.npz"), "pneumonia": str(SHARED / "pneumoniamnist.npz")}
+
+
+def data_source(name: str) -> str:
+    """``digits``, ``mnist`` or ``pneumonia`` → what :func:`load_data` takes; exits if the file is absent."""
+    src = SOURCES.get(name, name)
+    if src != "digits" and not Path(src).exists():
+        sys.exit(f"{src} not found: the shared data folder is needed for this benchmark")
+    return src
+
+
+def cached_model(name: str, epochs: int, seed: int = 0, data: Dataset | None = None, tag: str = ""):
+    """The plint CNN trained on data set ``name`` (``demo`` for digits), cached in bench/out/.
+
+    ``data`` (e.g. one with a validation split carved out, see :func:`with_val_split`)
+    replaces the engine's split; ``tag`` then names it in the cache file.
+    """
+    if name == "digits":
+        return load_model("demo")
+    path = OUT / f"{name}{tag}_cnn_e{epochs}_s{seed}.pt"
+    if not path.exists():
+        t = time.perf_counter()
+        OUT.mkdir(parents=True, exist_ok=True)
+        bundle = train_classifier(data or load_data(data_source(name)), TrainConfig(epochs=epochs, seed=seed))
+        save_model(bundle, path)
+        print(f"trained {path.name} in {time.perf_counter() - t:.1f} s", flush=True)
+    return load_model(path)
+
+
+def _take(split: Split, rows: np.ndarray) -> Split:
+    """Rows of ``split``; ids keep the engine's row numbers, so points stay traceable."""
+    return Split(np.ascontiguousarray(split.images[rows]), split.labels[rows], split.ids[rows])
+
+
+def with_val_split(data: Dataset, n_val: int, seed: int = 0) -> Dataset:
+    """``data`` itself if it has a validation split, else ``n_val`` training points (stratified, drawn
+    with ``seed``) moved to a new ``val`` split; a classifier must then be trained on the rest."""
+    if data.val is not None:
+        return data
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(data.train))
+    train_rows, val_rows = train_test_split(rows, test_size=n_val, random_state=seed, stratify=data.train.labels)
+    return replace(data, train=_take(data.train, np.sort(train_rows)), val=_take(data.train, np.sort(val_rows)))
+
+
+def subset_train(data: Dataset, n: int, seed: int = 0) -> Dataset:
+    """``data`` with its training split cut to ``n`` points drawn with ``seed`` (all if it has no more)."""
+    if n >= len(data.train):
+        return data
+    rows = np.sort(np.random.default_rng(seed).choice(len(data.train), size=n, replace=False))
+    return replace(data, train=_take(data.train, rows))
+
+
+class EpochTimer:
+    """A fine-tuning ``progress`` callback that records when each epoch of the PLI run and the control ends.
+
+    Call :meth:`start` just before ``run_intervention``; :meth:`seconds` then gives seconds per
+    epoch of each run (the control's first epoch starts when the PLI run's last one ends).
+    """
+
+    def __init__(self) -> None:
+        self.marks: dict[str, list[float]] = {"pli": [], "control": []}
+        self.t0 = time.perf_counter()
+
+    def start(self) -> None:
+        self.marks = {"pli": [], "control": []}
+        self.t0 = time.perf_counter()
+
+    def __call__(self, p) -> None:
+        if p.step == p.steps:
+            self.marks[p.run].append(time.perf_counter())
+
+    def seconds(self) -> dict[str, list[float]]:
+        pli, ctl = self.marks["pli"], self.marks["control"]
+        return {"pli": list(np.diff([self.t0] + pli)), "control": list(np.diff(pli[-1:] + ctl))}
+
+    def mean(self) -> tuple[float, float]:
+        """Mean seconds per epoch ``(pli, control)``."""
+        s = self.seconds()
+        return float(np.mean(s["pli"])), float(np.mean(s["control"]))
+
+
+@contextmanager
+def fresh_store() -> Iterator[RunStore]:
+    """A temporary run store: runs in it are computed, never loaded."""
+    with tempfile.TemporaryDirectory() as d:
+        yield RunStore(d)
+
+
+def write_json(name: str, obj: dict) -> Path:
+    """Write ``obj`` to bench/out/``name`` and return the path."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / name
+    path.write_text(json.dumps(obj, indent=2, default=float))
+    return path
+
+
+def save_figure(fig, stem: str, folder: Path = FIGURES, png: bool = True, width: int = 1100, height: int = 420) -> list[Path]:
+    """Write a Plotly figure as ``stem.html`` (plotly.js from its CDN, so the file stays small) and,
+    with ``png``, ``stem.png`` rendered by Debian's Chromium through Playwright (nothing downloaded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / f"{stem}.html"
+    fig.write_html(html, include_plotlyjs="cdn")
+    paths = [html]
+    if png:
+        from playwright.sync_api import sync_playwright
+
+        from plint_app.serve import launch_chromium
+
+        with tempfile.TemporaryDirectory() as d:
+            page_file = Path(d) / "figure.html"  # plotly.js inlined: the browser has no network
+            fig.write_html(page_file, include_plotlyjs=True, full_html=True,
+                           default_width=f"{width}px", default_height=f"{height}px")
+            with sync_playwright() as pw:
+                browser = launch_chromium(pw)
+                page = browser.new_page(viewport={"width": width + 20, "height": height + 20}, device_scale_factor=1.5)
+                page.goto(page_file.as_uri())
+                page.wait_for_selector(".js-plotly-plot .main-svg")
+                page.locator(".js-plotly-plot").screenshot(path=str(folder / f"{stem}.png"))
+                browser.close()
+        paths.append(folder / f"{stem}.png")
+    return paths
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), {gpu}")
+
+
+def print_table(rows: list[dict]) -> None:
+    """Print ``rows`` (dicts with the same keys) as a Markdown table."""
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")

@@ -1,0 +1,120 @@
+"""Page 4 · Compare: before / after / control confusion matrices, per-class metrics, test embeddings."""
+import json
+
+import numpy as np
+import streamlit as st
+
+from plint_app.history import history_table, run_label
+from plint_app.jobs import DONE
+from plint_app.metrics_view import (
+    MODEL_TITLES,
+    MODELS,
+    before_after_figure,
+    confusion_figure,
+    confusion_max,
+    delta_columns,
+    difference_figure,
+    metrics_csv,
+    moved_groups,
+    per_class_table,
+    spec_summary,
+)
+from plint_app.project import Project
+from plint_app.resources import embedding_job, stored_run
+from plint_app.session import session
+from plint_app.ui import current_embedding_seed, current_layer, load_project, page_link
+from plint_core.errors import PlintError
+from plint_core.pipeline import load_embedding
+
+
+def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:
+    """Training coordinates of the embedding a run used: the session's own, or from the store."""
+    job = embedding_job(proj, current_layer(proj), current_embedding_seed(), start=False)
+    if job is not None and job.status == DONE and job.result.key == embedding_key:
+        return job.result.train_xy
+    if embedding_key and proj.store.has_embedding(embedding_key):
+        return load_embedding(proj.store, embedding_key).train_xy
+    return None
+
+
+def color_delta(value: float) -> str:
+    if not isinstance(value, (int, float)) or abs(value) < 1e-12:
+        return ""
+    return "background-color: #d4f0d4; color: #145214" if value > 0 else "background-color: #f8d4d4; color: #7a1010"
+
+
+st.title("Compare")
+proj = load_project()
+sess = session()
+table = history_table(proj.store.list_runs())
+if table.empty:
+    st.info("No fine-tuning runs yet: run one on the Fine-tune page.", icon=":material/info:")
+    page_link("finetune", "Go to Fine-tune", icon=":material/model_training:")
+    st.stop()
+
+labels = {row["run id"]: run_label(row) for _, row in table.iterrows()}
+if sess.current_run_id not in labels:
+    sess.current_run_id = next(iter(labels))
+run_id = st.selectbox("Run", list(labels), index=list(labels).index(sess.current_run_id), format_func=labels.get)
+sess.current_run_id = run_id
+try:
+    res = stored_run(proj, run_id)
+except PlintError as exc:
+    st.error(f"Cannot open run {run_id}: {exc}", icon=":material/error:")
+    st.stop()
+r = res.result
+names = r["classes"]
+ft = r["finetune"]
+st.caption(f"**Moves** {spec_summary(r['spec'])} · **λ** {ft['lam']:g} · **epochs** {ft['epochs']} · "
+           f"**lr** {ft['lr']:.0e} · **seed** {ft['seed']} · **layer** {r['layer']} · **device** {r['device']} · "
+           f"{r['n_moved']:,} training points moved · {r['n_test']:,} test images")
+
+acc = r["accuracy"]
+c1, c2, c3 = st.columns(3)
+c1.metric("Test accuracy before", f"{acc['before']:.4f}")
+c2.metric("After PLI fine-tuning", f"{acc['after']:.4f}", f"{acc['after'] - acc['before']:+.4f}")
+c3.metric("Control (CE only)", f"{acc['control']:.4f}", f"{acc['control'] - acc['before']:+.4f}")
+
+st.subheader("Confusion matrices (test set; rows = true class, columns = prediction)")
+zmax = confusion_max(r)
+for col, model in zip(st.columns(3), MODELS):
+    col.plotly_chart(confusion_figure(r["confusion"][model], names, MODEL_TITLES[model], zmax),
+                     key=f"confusion_{model}", config={"displaylogo": False})
+c1, c2 = st.columns(2)
+c1.plotly_chart(difference_figure(r["confusion"]["before"], r["confusion"]["after"], names, "After − before"),
+                key="confusion_diff", config={"displaylogo": False})
+c2.plotly_chart(difference_figure(r["confusion"]["control"], r["confusion"]["after"], names, "After − control"),
+                key="confusion_diff_control", config={"displaylogo": False})
+st.caption("Differences count test images per cell: blue = more after PLI fine-tuning, red = fewer. On the "
+           "diagonal (correct) more is better; off the diagonal (confusions) fewer is better.")
+
+st.subheader("Per-class precision, recall and F1")
+metrics = per_class_table(r)
+deltas = delta_columns(metrics)
+st.dataframe(metrics.style.format("{:.3f}", subset=[c for c in metrics.columns if c != "support"])
+             .map(color_delta, subset=deltas), width="stretch")
+st.caption("Δ columns: after − before and after − control; green = better, red = worse.")
+
+st.subheader("Test embedding before and after")
+groups = moved_groups(r["spec"], res.train_targets, res.moved, proj.data.train.labels, proj.data.train.ids,
+                      proj.data.class_names, run_train_xy(proj, r.get("embedding_key", "")))
+st.plotly_chart(before_after_figure(res.test_embedding, names, groups), key="test_embedding",
+                config={"displaylogo": False})
+st.caption("Grey rings: where the moved training groups were asked to go; arrows: from each group's original "
+           "centre. Black rings mark misclassified test images.")
+
+st.subheader("Downloads")
+c1, c2, c3 = st.columns(3)
+weights = res.directory / "finetuned.safetensors"
+sidecar = weights.with_suffix(".json")
+if weights.is_file():
+    c1.download_button("Fine-tuned weights (safetensors)", weights.read_bytes(), file_name=f"plint_{run_id}.safetensors",
+                       mime="application/octet-stream", icon=":material/download:")
+if sidecar.is_file():
+    c1.download_button("Model sidecar (JSON)", sidecar.read_bytes(), file_name=f"plint_{run_id}.json",
+                       mime="application/json", icon=":material/download:",
+                       help="Architecture, classes and normalisation; keep it beside the weights to load them.")
+c2.download_button("Spec (JSON)", json.dumps(r["spec"], indent=2), file_name=f"plint_spec_{run_id}.json",
+                   mime="application/json", icon=":material/download:")
+c3.download_button("Metrics (CSV)", metrics_csv(r), file_name=f"plint_metrics_{run_id}.csv", mime="text/csv",
+                   icon=":material/download:")

@@ -1,0 +1,190 @@
+"""Page 2 · Embedding & interventions: select groups in the scatter, move them, build the spec."""
+import numpy as np
+import streamlit as st
+
+from plint_app.chart_events import parse_event
+from plint_app.editor import SELECT_MODES
+from plint_app.project import Project
+from plint_app.resources import cached_base_traces, scatter_view
+from plint_app.scatter import COLOR_MODES, assemble, destination_grid, selection_overlay
+from plint_app.scatter_view import ScatterView, committed_overlay, digest, pending_overlay, signature
+from plint_app.session import SessionData, session
+from plint_app.spec_panel import moves_panel
+from plint_app.thumbnails import MAX_THUMBNAILS, montage, pick
+from plint_app.ui import embedding_or_progress, load_project, page_link, show_flash
+from plint_core.errors import PlintError
+
+DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
+CLICK_MODES = {"select": "Select", "destination": "Destination"}
+PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]}
+
+
+def consume_chart_event(sess: SessionData, view: ScatterView, select_mode: str) -> None:
+    """Act on the scatter's selection event from the previous run, once."""
+    event = parse_event(st.session_state.get(sess.chart_key))
+    if event.signature == sess.last_event:
+        return
+    sess.last_event = event.signature
+    editor = sess.editor
+    if sess.last_chart_mode == "destination":
+        dest = event.destination()
+        if dest is None:
+            return
+        if not len(editor.selection):
+            sess.flash("move", "info", "Select a group first, then click where it should go.")
+            return
+        centroid = view.xy_of(editor.selection.ids).mean(0)
+        st.session_state[DX] = round(float(dest[0] - centroid[0]), 2)
+        st.session_state[DY] = round(float(dest[1] - centroid[1]), 2)
+        return
+    if event.train_ids.size:
+        editor.select_ids(event.train_ids, select_mode, from_chart=sess.last_chart)
+    elif event.n_test:
+        sess.flash("move", "info", "Only test points were selected: moves act on training points. "
+                            "Hide the test points or select training points.")
+    elif event.empty and editor.selection.from_chart == sess.last_chart:
+        editor.clear_selection()  # the user cleared Plotly's selection on the chart that made it
+
+
+def move_settings() -> tuple[tuple[float, float], float]:
+    return (float(st.session_state.get(DX, 0.0)), float(st.session_state.get(DY, 0.0))), \
+        float(st.session_state.get(CONTRACT, 1.0))
+
+
+def reset_move() -> None:
+    st.session_state[DX], st.session_state[DY], st.session_state[CONTRACT] = 0.0, 0.0, 1.0
+
+
+def commit(proj: Project, view: ScatterView) -> None:
+    """Button callback: append the pending move to the spec (or say why not)."""
+    sess = session()
+    translate, contract = move_settings()
+    try:
+        move = sess.editor.pending_move(translate, contract)
+        if translate == (0.0, 0.0) and contract == 1.0:
+            raise PlintError("this move would not change anything: set a translation (dx, dy) or a contraction "
+                             "below 1, or click a destination on the plot")
+        sess.editor.commit(move, view.index)
+    except PlintError as exc:
+        sess.flash("move", "error", str(exc))
+        return
+    sess.reset_chart()
+    reset_move()
+    sess.flash("move", "success", f"Move {len(sess.editor.spec.moves)} committed: "
+                           f"{move.select.describe()} → ({move.translate[0]:+.2f}, "
+                           f"{move.translate[1]:+.2f}), contraction {move.contract:g}.")
+
+
+def select_classes(view: ScatterView) -> None:
+    sess = session()
+    try:
+        sess.editor.select_classes(st.session_state.get("w_classes") or [], view.index)
+    except PlintError as exc:
+        sess.flash("move", "error", str(exc))
+        return
+    sess.reset_chart()
+
+
+def clear_selection() -> None:
+    sess = session()
+    sess.editor.clear_selection()
+    sess.reset_chart()
+
+
+def selection_panel(proj: Project, view: ScatterView, sess: SessionData) -> None:
+    """Right-hand panel: what is selected, select by class, and the move of the selection."""
+    sel = sess.editor.selection
+    names = proj.data.class_names
+    st.markdown(f"**Selection: {len(sel):,} training points**")
+    if len(sel):
+        labels = view.train.labels[view.index.rows_of(sel.ids)]
+        counts = np.bincount(labels, minlength=len(names))
+        st.caption("by label: " + ", ".join(f"{names[k]}: {c}" for k, c in enumerate(counts) if c))
+    st.multiselect("Select whole classes", list(range(len(names))), format_func=lambda k: names[k], key="w_classes",
+                   persist_state="session", placeholder="choose classes")
+    c1, c2 = st.columns(2)
+    c1.button("Select classes", on_click=select_classes, args=(view,), width="stretch")
+    c2.button("Clear selection", on_click=clear_selection, width="stretch", disabled=not len(sel))
+
+    st.markdown("**Move the selection**")
+    step = float(f"{max(view.scale / 20, 0.01):.1g}")
+    for key, default in ((DX, 0.0), (DY, 0.0), (CONTRACT, 1.0)):
+        st.session_state.setdefault(key, default)
+    c1, c2 = st.columns(2)
+    c1.number_input("dx", step=step, format="%.2f", key=DX, persist_state="session",
+                    help="Horizontal shift of the group, in embedding units. Or click a destination on the plot.")
+    c2.number_input("dy", step=step, format="%.2f", key=DY, persist_state="session",
+                    help="Vertical shift of the group, in embedding units.")
+    st.slider("Contraction a", min_value=0.05, max_value=1.0, step=0.05, key=CONTRACT, persist_state="session",
+              help="1 keeps the group's spread; 0.5 pulls every point halfway to the group's centre.")
+    translate, contract = move_settings()
+    if len(sel):
+        c = view.xy_of(sel.ids).mean(0)
+        st.caption(f"Centroid ({c[0]:.2f}, {c[1]:.2f}) → ({c[0] + translate[0]:.2f}, {c[1] + translate[1]:.2f}). "
+                   "Dark grey points on the plot preview where the group goes.")
+    c1, c2 = st.columns(2)
+    c1.button("Commit move", type="primary", on_click=commit, args=(proj, view), width="stretch")
+    c2.button("Reset move", on_click=reset_move, width="stretch")
+    show_flash("move")
+
+
+@st.fragment
+def editor(proj: Project, emb) -> None:
+    """The interactive part; a fragment, so a selection reruns only this, not the page."""
+    sess = session()
+    view = scatter_view(proj, emb)
+    t1, t2, t3, t4 = st.columns([1.3, 0.9, 1.1, 1.3], vertical_alignment="bottom")
+    color_by = t1.segmented_control("Colour by", list(COLOR_MODES), format_func=COLOR_MODES.get, default="label",
+                                    required=True, key="w_color_by", persist_state="session")
+    show_test = t2.toggle("Show test points", key="w_show_test", persist_state="session")
+    click_mode = t3.segmented_control("Clicking the plot", list(CLICK_MODES), format_func=CLICK_MODES.get,
+                                      default="select", required=True, key="w_click_mode", persist_state="session",
+                                      help="Select: drag a box (or a lasso, from the toolbar) over points. "
+                                           "Destination: click where the selected group should move to.")
+    select_mode = t4.segmented_control("New selection", SELECT_MODES, format_func=str.capitalize, default="replace",
+                                       required=True, key="w_select_mode", persist_state="session",
+                                       help="Replace the selection, add to it or remove from it.")
+    consume_chart_event(sess, view, select_mode)
+
+    left, right = st.columns([3, 1.25])
+    with right:
+        selection_panel(proj, view, sess)
+    size = view.marker_size(show_test)
+    base = cached_base_traces(proj, view, color_by, show_test)
+    committed, group_sizes = committed_overlay(view, sess.editor.spec, size)
+    translate, contract = move_settings()
+    overlay = committed + pending_overlay(view, sess.editor.selection.ids, translate, contract, size)
+    plain = signature(view.key, color_by, str(show_test), click_mode, overlay.signature())
+    chart_sig = plain
+    sel = sess.editor.selection
+    if len(sel) and sel.from_chart != plain:  # Plotly's own highlight is gone: draw ours
+        overlay += selection_overlay(view.xy_of(sel.ids), size)
+        chart_sig = signature(plain, "ring", digest(sel.ids))
+    if click_mode == "destination":
+        overlay += destination_grid(*view.ranges)
+    fig = assemble(base, overlay, ranges=view.ranges, dragmode="select" if click_mode == "select" else "pan",
+                   uirevision=view.key)
+    with left:
+        st.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
+                        selection_mode=("box", "lasso") if click_mode == "select" else ("points",))
+        sess.last_chart, sess.last_chart_mode = chart_sig, click_mode
+        if len(sel):
+            shown = pick(sel.ids)
+            st.image(montage(proj.data.train.images[view.index.rows_of(shown)], view.correct_of(shown)),
+                     caption=f"{len(shown)} of {len(sel):,} selected images (green frame: classified correctly, "
+                             f"red: misclassified)", width="content")
+        else:
+            st.caption(f"Drag a box over points to select them (lasso in the toolbar); up to {MAX_THUMBNAILS} "
+                       "selected images appear here.")
+    moves_panel(proj, view, sess, group_sizes)
+
+
+st.title("Embedding & interventions")
+st.caption("① Drag a box (or lasso) over a group of points, or pick whole classes. ② Set where it should go: "
+           "dx/dy, or switch *Clicking the plot* to *Destination* and click the spot; a contraction below 1 "
+           "also tightens the group. ③ Commit the move. Repeat, then fine-tune.")
+project = load_project()
+embedding = embedding_or_progress(project)
+if embedding is not None:
+    editor(project, embedding)
+    page_link("finetune", "Next: fine-tune the classifier with these moves", icon=":material/arrow_forward:")

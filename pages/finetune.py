@@ -1,0 +1,171 @@
+"""Page 3 · Fine-tune: PLI run and its CE-only control, live progress, cancel, run history."""
+import streamlit as st
+
+from plint_app.history import history_table, run_label
+from plint_app.jobs import CANCELLED, DONE, FAILED, Job
+from plint_app.metrics_view import spec_summary
+from plint_app.project import Project
+from plint_app.resources import embedding_job
+from plint_app.session import session
+from plint_app.ui import (
+    POLL_SECONDS,
+    current_embedding_seed,
+    current_layer,
+    device_label,
+    load_project,
+    page_link,
+    show_flash,
+)
+from plint_core.errors import PlintError
+from plint_core.finetune import FinetuneConfig, Progress
+from plint_core.pipeline import run_intervention
+
+DEFAULTS = FinetuneConfig()
+LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS.lr}))
+RUN_TITLES = {"pli": "PLI run (cross-entropy + embedding term)", "control": "Control run (cross-entropy only)"}
+
+
+def settings(proj: Project) -> FinetuneConfig:
+    """The config from the widgets (raises ``PlintError`` on a bad value)."""
+    s = st.session_state
+    return FinetuneConfig(lam=float(s["w_lam"]), epochs=int(s["w_epochs"]), lr=float(s["w_lr"]),
+                          batch_size=int(s["w_batch"]), seed=int(s["w_seed"]), device=proj.config.device)
+
+
+def start_run(proj: Project) -> None:
+    """Run button callback: check everything, then start the PLI + control job in the background."""
+    sess = session()
+    try:
+        config = settings(proj)
+        spec = sess.editor.spec
+        if not spec.moves:
+            raise PlintError("there are no moves yet: select a group on 'Embedding & interventions', move it "
+                             "and commit, then run")
+        job = embedding_job(proj, current_layer(proj), current_embedding_seed(), start=False)
+        if job is None or job.status != DONE:
+            state = "still being fitted" if job is not None and job.running else "not computed yet"
+            raise PlintError(f"the embedding is {state}: open 'Model & data' and wait until it is ready, then run")
+        emb = job.result
+        if sess.run_job is not None and sess.run_job.running:
+            raise PlintError("a run is already in progress: wait for it or cancel it")
+    except PlintError as exc:
+        sess.flash("run", "error", str(exc))
+        return
+
+    def work(job: Job):
+        def report(p: Progress) -> None:
+            job.report(p.run, (0.0 if p.run == "pli" else 0.5) + p.fraction / 2, p)
+
+        result = run_intervention(proj.data, proj.bundle, emb, spec, config, store=proj.store, progress=report,
+                                  cancel=job.cancel_event)
+        sess.current_run_id = result.run_id
+        return result
+
+    sess.run_job = Job(work, name="fine-tuning").start()
+
+
+def cancel_run() -> None:
+    job = session().run_job
+    if job is not None:
+        job.cancel()
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def run_progress(job: Job) -> None:
+    """Live progress of the running job (polled), with a cancel button."""
+    report = job.progress
+    p = report.detail
+    if isinstance(p, Progress):
+        text = (f"{RUN_TITLES[p.run]} · epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · "
+                f"CE {p.ce:.4f} · embedding term {p.embed:.4f} · loss {p.loss:.4f}")
+    else:
+        text = "Preparing the run …"
+    st.progress(report.fraction, text=text)
+    st.button("Cancel run", on_click=cancel_run, icon=":material/stop_circle:",
+              disabled=job.cancel_event.is_set())
+    if not job.running:
+        st.rerun()
+
+
+def run_outcome(job: Job) -> None:
+    """What the last run of this session produced."""
+    if job.status == DONE:
+        res = job.result
+        acc = res.result["accuracy"]
+        if res.cache_hit:
+            st.success(f"Identical settings were run before: reused the stored run `{res.run_id}` instantly "
+                       f"(no training; it took {res.result.get('compute_seconds') or 0:.0f} s when computed).",
+                       icon=":material/bolt:")
+        else:
+            st.success(f"Run `{res.run_id}` finished in {res.result['seconds']:.1f} s on "
+                       f"{res.result['device'].upper()}.", icon=":material/check_circle:")
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Test accuracy before", f"{acc['before']:.4f}")
+        c2.metric("After PLI fine-tuning", f"{acc['after']:.4f}", f"{acc['after'] - acc['before']:+.4f}")
+        c3.metric("Control (CE only)", f"{acc['control']:.4f}", f"{acc['control'] - acc['before']:+.4f}")
+        page_link("compare", "Compare before / after / control in detail", icon=":material/arrow_forward:")
+    elif job.status == CANCELLED:
+        st.warning("The run was cancelled; nothing was stored. Change the settings or run again.",
+                   icon=":material/cancel:")
+    elif job.status == FAILED:
+        st.error(f"The run failed: {job.user_error()}", icon=":material/error:")
+
+
+def open_run(run_id: str) -> None:
+    session().current_run_id = run_id
+
+
+st.title("Fine-tune")
+proj = load_project()
+sess = session()
+spec = sess.editor.spec
+if spec.moves:
+    st.markdown(f"**Moves to apply:** {spec_summary(spec.to_dict())}")
+else:
+    st.info("There are no moves yet. Select groups of points and move them first.", icon=":material/info:")
+    page_link("embedding", "Go to Embedding & interventions", icon=":material/scatter_plot:")
+
+for key, value in (("w_lam", DEFAULTS.lam), ("w_epochs", DEFAULTS.epochs), ("w_lr", DEFAULTS.lr),
+                   ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size)):
+    st.session_state.setdefault(key, value)
+c1, c2, c3, c4 = st.columns(4)
+c1.slider("λ (weight of the embedding term)", 0.0, 1.0, step=0.01, key="w_lam", persist_state="session",
+          help="0 = cross-entropy only (like the control); larger values follow the moves more strongly. "
+               f"The paper uses {DEFAULTS.lam}.")
+c2.number_input("Epochs", min_value=1, max_value=1000, step=1, key="w_epochs", persist_state="session",
+                help="Passes over the training images, for both the PLI run and the control.")
+c3.select_slider("Learning rate", LR_CHOICES, key="w_lr", persist_state="session", format_func=lambda v: f"{v:.0e}",
+                 help="Adam step size. Small values change the classifier gently.")
+c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="w_seed", persist_state="session",
+                help="Same seed and settings → same result (and the stored run is reused).")
+with st.expander("More settings"):
+    st.number_input("Batch size", min_value=1, max_value=4096, step=1, key="w_batch", persist_state="session",
+                    help="Images per optimisation step.")
+    st.caption(f"Device: {device_label()} (PLINT_DEVICE={proj.config.device})")
+
+job = sess.run_job
+running = job is not None and job.running
+st.button("Run fine-tuning and control", type="primary", on_click=start_run, args=(proj,), disabled=running,
+          icon=":material/play_arrow:")
+show_flash("run")
+if running:
+    run_progress(job)
+elif job is not None:
+    run_outcome(job)
+
+st.subheader("Run history")
+table = history_table(proj.store.list_runs())
+if table.empty:
+    st.caption("No runs stored yet.")
+else:
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"lr": st.column_config.NumberColumn(format="%.0e"),
+                                **{c: st.column_config.NumberColumn(format="%.4f") for c in table.columns
+                                   if c.startswith("accuracy")}})
+    labels = {row["run id"]: run_label(row) for _, row in table.iterrows()}
+    ids = list(labels)
+    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = c1.selectbox("Reopen a run", ids, format_func=labels.get,
+                          index=ids.index(sess.current_run_id) if sess.current_run_id in ids else 0)
+    if c2.button("Open in Compare", on_click=open_run, args=(chosen,), icon=":material/open_in_new:"):
+        st.switch_page("pages/compare.py")

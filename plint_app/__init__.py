@@ -1,0 +1,8 @@
+"""plint's Streamlit dashboard: UI helpers on top of :mod:`plint_core`.
+
+Pure modules (no Streamlit import, unit-testable): :mod:`.config`,
+:mod:`.project`, :mod:`.jobs`, :mod:`.editor`, :mod:`.chart_events`,
+:mod:`.scatter`, :mod:`.metrics_view`, :mod:`.thumbnails`, :mod:`.history`.
+Streamlit glue: :mod:`.resources` (shared caches), :mod:`.session` (per-browser
+state) and :mod:`.ui` (small widgets shared by the pages).
+"""

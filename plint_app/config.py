@@ -1,0 +1,117 @@
+"""The dashboard's configuration, read from environment variables.
+
+========================  =========================================================
+``PLINT_RUNS_DIR``        run store folder (default ``runs``); tests use a temp dir
+``PLINT_DATA``            data source for :func:`plint_core.data.load_data` (``digits``)
+``PLINT_MODEL``           model for :func:`plint_core.classifier.load_model` (``demo``)
+``PLINT_DEVICE``          ``auto`` (CUDA if available), ``cpu`` or ``cuda``
+``PLINT_TSNE_CONFIG``     JSON object of :class:`~plint_core.parametric_tsne.TSNEConfig`
+                          fields overriding the defaults (e.g. a fast preset)
+``PLINT_SCALE_POINTS``    >0: show and fine-tune a training split of this many points,
+                          the real one replicated with pixel jitter, projected through
+                          the embedding fitted on the real data (for benchmarks)
+``PLINT_TORCH_THREADS``   torch's thread count; default: torch's own, capped at the
+                          container's CPU quota (see :func:`cpu_quota`)
+========================  =========================================================
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from plint_core.device import DEVICE_CHOICES
+from plint_core.errors import PlintError
+from plint_core.parametric_tsne import TSNEConfig
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Where the app keeps its runs and what it loads."""
+
+    runs_dir: Path = Path("runs")
+    data: str = "digits"
+    model: str = "demo"
+    device: str = "auto"
+    tsne: TSNEConfig = field(default_factory=TSNEConfig)
+    scale_points: int = 0
+    torch_threads: int = 0
+    """0 = automatic (:func:`thread_count`)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
+        """Read the ``PLINT_*`` variables; a malformed value raises :class:`PlintError`."""
+        env = os.environ if env is None else env
+        device = env.get("PLINT_DEVICE", "auto")
+        if device not in DEVICE_CHOICES:
+            raise PlintError(f"PLINT_DEVICE={device!r}: use one of {', '.join(DEVICE_CHOICES)}")
+        return cls(runs_dir=Path(env.get("PLINT_RUNS_DIR") or "runs"), data=env.get("PLINT_DATA") or "digits",
+                   model=env.get("PLINT_MODEL") or "demo", device=device,
+                   tsne=_tsne_config(env.get("PLINT_TSNE_CONFIG", "")),
+                   scale_points=_non_negative_int(env.get("PLINT_SCALE_POINTS", ""), "PLINT_SCALE_POINTS"),
+                   torch_threads=_non_negative_int(env.get("PLINT_TORCH_THREADS", ""), "PLINT_TORCH_THREADS"))
+
+    def cache_key(self) -> str:
+        """A string naming everything loaded, for in-memory caches shared by sessions."""
+        return json.dumps({"runs": str(self.runs_dir.resolve()), "data": self.data, "model": self.model,
+                           "device": self.device, "tsne": self.tsne.to_dict(), "scale": self.scale_points},
+                          sort_keys=True)
+
+
+def _tsne_config(text: str) -> TSNEConfig:
+    if not text.strip():
+        return TSNEConfig()
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlintError(f"PLINT_TSNE_CONFIG is not valid JSON ({exc.msg}): give an object such as "
+                         '{"n_iter": 500}') from exc
+    if not isinstance(overrides, dict):
+        raise PlintError('PLINT_TSNE_CONFIG must be a JSON object such as {"n_iter": 500}')
+    try:
+        return TSNEConfig.from_dict({**TSNEConfig().to_dict(), **overrides})
+    except (TypeError, ValueError) as exc:
+        raise PlintError(f"PLINT_TSNE_CONFIG is invalid: {exc}") from exc
+
+
+def _non_negative_int(text: str, name: str) -> int:
+    if not text.strip():
+        return 0
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise PlintError(f"{name}={text!r} is not a whole number") from exc
+    if value < 0:
+        raise PlintError(f"{name}={value} must be 0 (off) or a positive number of points")
+    return value
+
+
+def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """CPUs this container may use by its cgroup quota (rounded up), or ``None`` if unlimited or unknown.
+
+    Hosted containers (Streamlit Community Cloud among them) often see all of
+    the host's cores but may only use a share of them; torch sizes its thread
+    pool by the cores it sees, and oversubscribed threads crawl.
+    """
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000" or "200000 100000"
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else max(1, -(-quota // period))
+    except (OSError, ValueError):
+        return None
+
+
+def thread_count(config: AppConfig, current: int, quota: int | None) -> int:
+    """Torch threads to use: ``PLINT_TORCH_THREADS`` if set, else ``current`` capped at the CPU ``quota``."""
+    if config.torch_threads:
+        return config.torch_threads
+    return min(current, quota) if quota else current

@@ -1,0 +1,111 @@
+"""What the dashboard works on: data, model, run store and the embedding of a layer.
+
+A :class:`Project` is loaded once per configuration and shared read-only by
+all browser sessions. With ``scale_points`` set, the training split shown and
+fine-tuned is the real one replicated with pixel jitter (:func:`replicate_train`)
+and its coordinates come from the parametric network fitted on the real data
+(:func:`project_embedding`), so large views never need a large t-SNE fit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from plint_core.classifier import ModelBundle, load_model
+from plint_core.data import Dataset, Split, load_data
+from plint_core.device import resolve_device
+from plint_core.latents import LayerInfo, extract_latents, list_layers, predict
+from plint_core.pipeline import Embedding, prepare_embedding
+from plint_core.store import RunStore, make_key
+
+from .config import AppConfig, cpu_quota, thread_count
+
+StageProgress = Callable[[str, float], None]
+JITTER_STD = 0.05
+"""Standard deviation of the pixel noise added to replicated training images (images are in [0, 1])."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """Data, model and store for one :class:`AppConfig`; ``base_data`` is what the embedding is fitted on."""
+
+    config: AppConfig
+    data: Dataset
+    base_data: Dataset
+    bundle: ModelBundle
+    layers: tuple[LayerInfo, ...]
+    store: RunStore
+
+    @classmethod
+    def load(cls, config: AppConfig) -> "Project":
+        """Load data and model and check they fit together (raises ``PlintError`` otherwise).
+
+        Also sets torch's thread count (:func:`~plint_app.config.thread_count`).
+        """
+        threads = thread_count(config, torch.get_num_threads(), cpu_quota())
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        base = load_data(config.data)
+        bundle = load_model(config.model)
+        bundle.check_data(base)
+        data = replicate_train(base, config.scale_points) if config.scale_points else base
+        return cls(config, data, base, bundle, tuple(list_layers(bundle)), RunStore(config.runs_dir))
+
+    @property
+    def default_layer(self) -> str:
+        return self.layers[-1].name
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.config.device)
+
+    def has_stored_embedding(self, layer: str, seed: int) -> bool:
+        """Whether the base embedding of ``layer`` is already in the run store (no fit needed)."""
+        from plint_core.pipeline import embedding_key
+
+        return self.store.has_embedding(embedding_key(self.base_data, self.bundle, layer, seed, self.config.tsne))
+
+    def embedding(self, layer: str, seed: int, progress: StageProgress | None = None) -> Embedding:
+        """The embedding of :attr:`data` (fitted, or loaded from the store, on :attr:`base_data`)."""
+        emb = prepare_embedding(self.base_data, self.bundle, layer=layer, seed=seed, config=self.config.tsne,
+                                store=self.store, device=self.config.device, progress=progress)
+        if self.data is self.base_data:
+            return emb
+        if progress:
+            progress("projection", 0.0)
+        projected = project_embedding(emb, self.data, self.bundle, self.device)
+        if progress:
+            progress("projection", 1.0)
+        return projected
+
+
+def replicate_train(data: Dataset, n_train: int, seed: int = 0) -> Dataset:
+    """``data`` with a training split of ``n_train`` points: the real rows, cycled, copies jittered.
+
+    Row ``r`` is real row ``r % N``; rows past the first ``N`` get Gaussian pixel
+    noise (``JITTER_STD``), clipped to ``[0, 1]``. Ids are ``0..n_train-1``; the
+    test split is unchanged.
+    """
+    train = data.train
+    rows = np.arange(n_train) % len(train)
+    images = train.images[rows].copy()
+    copies = np.arange(n_train) >= len(train)
+    if copies.any():
+        noise = np.random.default_rng(seed).normal(0.0, JITTER_STD, images[copies].shape).astype(np.float32)
+        images[copies] = np.clip(images[copies] + noise, 0.0, 1.0)
+    split = Split(images, train.labels[rows].copy(), np.arange(n_train, dtype=np.int64))
+    return replace(data, name=f"{data.name}×{n_train}", train=split)
+
+
+def project_embedding(base: Embedding, data: Dataset, bundle: ModelBundle, device: torch.device | str = "cpu") -> Embedding:
+    """``base``'s fitted network applied to ``data`` (out-of-sample projection, no refit)."""
+    def xy(images: np.ndarray) -> np.ndarray:
+        return base.embedder.transform(extract_latents(bundle, images, base.layer, device=device))
+
+    key = make_key({"kind": "projected", "base": base.key, "data": data.fingerprint()})
+    return Embedding(key, base.layer, base.seed, base.embedder, xy(data.train.images), xy(data.test.images),
+                     predict(bundle, data.train.images, device=device), predict(bundle, data.test.images, device=device),
+                     dict(base.quality), cache_hit=base.cache_hit)

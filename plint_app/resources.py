@@ -1,0 +1,98 @@
+"""Shared, read-only resources cached per server process (``st.cache_resource``).
+
+Data, model and fitted embeddings are the same for every browser session of
+one configuration, so they are loaded once and shared; per-session state
+lives in :mod:`plint_app.session`. On disk, the engine's ``RunStore`` keeps
+embeddings and runs, so a server restart reloads instead of refitting.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from plint_core.pipeline import Embedding, RunResult, load_run
+
+from .config import AppConfig
+from .jobs import Job, JobRegistry
+from .project import Project
+
+# Share of an embedding job's progress bar given to each stage the engine reports, in order.
+EMBEDDING_STAGES = {"latents": (0.0, 0.04), "affinities": (0.04, 0.08), "pca-pretraining": (0.08, 0.16),
+                    "optimisation": (0.16, 0.92), "quality": (0.92, 0.98), "projection": (0.98, 1.0)}
+STAGE_TITLES = {"latents": "computing latent activations", "affinities": "computing neighbour affinities",
+                "pca-pretraining": "initialising the network (PCA)", "optimisation": "optimising the t-SNE",
+                "quality": "measuring embedding quality", "projection": "projecting the enlarged training set",
+                "starting": "starting"}
+
+
+def app_config() -> AppConfig:
+    """The configuration from the environment (cheap; read on every run)."""
+    return AppConfig.from_env()
+
+
+@st.cache_resource(show_spinner="Loading data and model…", max_entries=4)
+def _load_project(key: str, _config: AppConfig) -> Project:
+    return Project.load(_config)
+
+
+def project() -> Project:
+    """The shared :class:`Project` of the current configuration (raises ``PlintError`` if it cannot load)."""
+    config = app_config()
+    return _load_project(config.cache_key(), config)
+
+
+@st.cache_resource
+def embedding_jobs() -> JobRegistry:
+    """The registry of embedding jobs, shared by all sessions of this server."""
+    return JobRegistry()
+
+
+def embedding_job(proj: Project, layer: str, seed: int, *, start: bool = True, retry: bool = False) -> Job | None:
+    """The (shared) job that fits or loads the embedding of ``layer``; started unless ``start`` is false."""
+    key = f"{proj.config.cache_key()}|{layer}|{seed}"
+    registry = embedding_jobs()
+    if not start:
+        return registry.get(key)
+
+    def fit(job: Job) -> Embedding:
+        def progress(stage: str, fraction: float) -> None:
+            job.check_cancelled()  # the engine's fit has no cancel flag; its progress callback is the way out
+            lo, hi = EMBEDDING_STAGES.get(stage, (0.0, 1.0))
+            job.report(stage, lo + (hi - lo) * fraction)
+
+        return proj.embedding(layer, seed, progress)
+
+    return registry.ensure(key, fit, name="embedding", retry=retry)
+
+
+@st.cache_resource(max_entries=32)
+def _run(root: str, run_id: str, _proj: Project) -> RunResult:
+    return load_run(_proj.store, run_id)
+
+
+def stored_run(proj: Project, run_id: str) -> RunResult:
+    """A finished run from the store (kept in memory: stored runs never change)."""
+    return _run(str(proj.store.root.resolve()), run_id, proj)
+
+
+@st.cache_resource(max_entries=8)
+def _scatter_view(key: str, _proj: Project, _emb: Embedding):
+    from .scatter_view import ScatterView
+
+    return ScatterView.of(_proj.data, _emb)
+
+
+def scatter_view(proj: Project, emb: Embedding):
+    """The :class:`~plint_app.scatter_view.ScatterView` of ``emb`` (shared, built once)."""
+    return _scatter_view(f"{proj.config.cache_key()}|{emb.key}", proj, emb)
+
+
+@st.cache_resource(max_entries=24)
+def _base_traces(key: str, color_by: str, show_test: bool, _view, _class_names: tuple[str, ...]) -> tuple:
+    from .scatter import base_traces
+
+    return tuple(base_traces(_view.train, _view.test if show_test else None, _class_names, color_by))
+
+
+def cached_base_traces(proj: Project, view, color_by: str, show_test: bool) -> tuple:
+    """The scatter's data traces for one colour mode (shared; Plotly copies them into each figure)."""
+    return _base_traces(f"{proj.config.cache_key()}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))

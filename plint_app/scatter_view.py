@@ -1,0 +1,82 @@
+"""Everything the scatter needs from an embedding, computed once per embedding (pure: no Streamlit)."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from plint_core.data import Dataset
+from plint_core.intervention import InterventionSpec
+from plint_core.pipeline import Embedding
+
+from .chart_events import TEST, TRAIN
+from .editor import TrainIndex
+from .scatter import Overlay, PointSet, marker_size, moves_overlay, plot_ranges, preview_overlay
+
+
+@dataclass(frozen=True)
+class ScatterView:
+    """Train and test points of one embedding, the train index for the editor, and plot ranges."""
+
+    key: str
+    train: PointSet
+    test: PointSet
+    index: TrainIndex
+    ranges: tuple[tuple[float, float], tuple[float, float]]
+    scale: float
+    """The embedding's RMS radius (embedding units), for sensible step sizes."""
+
+    @classmethod
+    def of(cls, data: Dataset, emb: Embedding) -> "ScatterView":
+        train = PointSet.of(emb.train_xy, data.train.ids, data.train.labels, emb.train_pred, TRAIN)
+        test = PointSet.of(emb.test_xy, data.test.ids, data.test.labels, emb.test_pred, TEST)
+        index = TrainIndex(data.train.ids, data.train.labels, np.asarray(emb.train_xy), tuple(data.class_names))
+        return cls(emb.key, train, test, index, plot_ranges(emb.train_xy, emb.test_xy, pad=0.08), emb.scale)
+
+    def marker_size(self, show_test: bool) -> float:
+        return marker_size(len(self.train) + (len(self.test) if show_test else 0))
+
+    def xy_of(self, ids: np.ndarray) -> np.ndarray:
+        """Training coordinates of sample ``ids``."""
+        return self.index.xy[self.index.rows_of(ids)]
+
+    def correct_of(self, ids: np.ndarray) -> np.ndarray:
+        rows = self.index.rows_of(ids)
+        return self.train.labels[rows] == self.train.preds[rows]
+
+
+def move_target(xy: np.ndarray, translate: tuple[float, float], contract: float) -> np.ndarray:
+    """``a·y + (1 − a)·centroid + t`` for one group (the engine's formula, see ``plint_core.intervention``)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return contract * xy + (1 - contract) * xy.mean(0) + np.asarray(translate, dtype=np.float64)
+
+
+def committed_overlay(view: ScatterView, spec: InterventionSpec, size: float) -> tuple[Overlay, list[int]]:
+    """The spec's moves drawn over the scatter, and each move's number of points."""
+    if not spec.moves:
+        return Overlay.empty(), []
+    idx = view.index
+    groups = spec.groups(idx.labels, idx.ids, idx.class_names)
+    targets, _ = spec.targets(idx.xy, idx.labels, idx.ids, idx.class_names)
+    overlay = moves_overlay([idx.xy[rows] for rows in groups], [targets[rows] for rows in groups], size)
+    return overlay, [len(rows) for rows in groups]
+
+
+def pending_overlay(view: ScatterView, ids: np.ndarray, translate: tuple[float, float], contract: float,
+                    size: float) -> Overlay:
+    """The preview of moving ``ids`` (empty when nothing is selected or the move does nothing)."""
+    if not len(ids) or (translate == (0.0, 0.0) and contract == 1.0):
+        return Overlay.empty()
+    xy = view.xy_of(ids)
+    return preview_overlay(xy, move_target(xy, translate, contract), size)
+
+
+def signature(*parts: str) -> str:
+    """A short hash naming a combination of ``parts`` (used to tell whether a figure changed)."""
+    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
+
+
+def digest(array: np.ndarray) -> str:
+    """A short hash of an array's bytes."""
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()

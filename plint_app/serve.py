@@ -1,0 +1,101 @@
+"""Run the dashboard as a real server and open it in Debian's Chromium (browser tests and benchmarks).
+
+Nothing here is used by the app itself.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A ``streamlit run`` subprocess and its URL."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+    started: float
+    ready: float
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_streamlit(script: str | Path, env: dict[str, str], log: Path, cwd: Path = REPO) -> Server:
+    """Start ``streamlit run script`` headless on a free local port and wait until it answers its health check."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    while time.perf_counter() - started < START_TIMEOUT_S:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return Server(proc, url, log, started, time.perf_counter())
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not answer within {START_TIMEOUT_S:.0f} s:\n{log.read_text()}")
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with no network side traffic."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# JavaScript run in the page ------------------------------------------------------------------
+
+GROUP_BOX_JS = """(name) => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const trace = gd && gd._fullData && gd._fullData.find(t => t.name === name);
+  if (!trace || !gd._fullLayout || !gd.querySelector('.nsewdrag')) return null;
+  const q = (arr, f) => { const s = Array.from(arr).sort((a, b) => a - b); return s[Math.floor(f * (s.length - 1))]; };
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  return [r.left + xa.l2p(q(trace.x, 0.2)), r.top + ya.l2p(q(trace.y, 0.8)),
+          r.left + xa.l2p(q(trace.x, 0.8)), r.top + ya.l2p(q(trace.y, 0.2))];
+}"""
+"""Pixel rectangle ``[x0, y0, x1, y1]`` (page coordinates) around the middle 60 % of a trace's points;
+``null`` while the chart is not (re)drawn yet, so it can be polled with ``page.wait_for_function``."""
+
+SELECTION_TEXT_JS = """() => { for (const e of document.querySelectorAll('p, strong')) {
+  const m = e.textContent.match(/^Selection: ([\\d,]+) training points$/); if (m) return m[1]; } return null; }"""
+"""The selection count the page shows (``"1,234"``), or ``null``."""
+
+
+def drag(page, box: list[float], steps: int = 6) -> None:
+    """Drag the mouse across ``box`` (``[x0, y0, x1, y1]``), as a box selection does."""
+    x0, y0, x1, y1 = box
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=steps)
+    page.mouse.move(x1, y1, steps=steps)
+    page.mouse.up()

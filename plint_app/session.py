@@ -1,0 +1,56 @@
+"""Per-browser-session state: the editor, the chosen layer, the running fine-tune job.
+
+Everything a user changes lives in ``st.session_state`` (one object under
+:data:`KEY`), so two people using the app at once never see each other's
+selection or moves. Widget values that must survive page switches use
+``persist_state="session"`` on the widget itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from .editor import Editor
+from .jobs import Job
+
+KEY = "plint"
+
+
+@dataclass
+class SessionData:
+    """What one session keeps between script runs."""
+
+    editor: Editor = field(default_factory=Editor)
+    chart_nonce: int = 0
+    """Bumped to give the scatter a fresh widget key, which drops Plotly's own selection."""
+    last_event: str = ""
+    """Signature of the last scatter event acted on (events repeat on every rerun)."""
+    last_chart: str = ""
+    """Signature of the scatter figure drawn in the previous run."""
+    last_chart_mode: str = "select"
+    """What a click on that figure meant: ``select`` points or pick a ``destination``."""
+    run_job: Job | None = None
+    current_run_id: str | None = None
+    upload_seen: str | None = None
+    notices: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """One-shot messages by page area: ``area -> (kind, text)``, set by callbacks, shown once."""
+
+    @property
+    def chart_key(self) -> str:
+        return f"scatter-{self.chart_nonce}"
+
+    def flash(self, area: str, kind: str, text: str) -> None:
+        """Queue a message (``kind``: success, info or error) for ``area``'s next render."""
+        self.notices[area] = (kind, text)
+
+    def reset_chart(self) -> None:
+        self.chart_nonce += 1
+        self.last_event = ""
+
+
+def session() -> SessionData:
+    """This browser session's :class:`SessionData`."""
+    if KEY not in st.session_state:
+        st.session_state[KEY] = SessionData()
+    return st.session_state[KEY]

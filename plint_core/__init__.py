@@ -1,0 +1,1 @@
+"""plint_core: the Projective Latent Interventions engine (no UI code)."""

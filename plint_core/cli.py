@@ -1,0 +1,233 @@
+"""Command-line interface: ``python -m plint_core {train,embed,run,layers,runs} ...``.
+
+Every user error ends with exit code 2 and one line on stderr that names the
+problem; nothing is half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .atomic import write_atomic, write_json_atomic
+from .classifier import TrainConfig, save_model, train_classifier
+from .data import load_data
+from .device import DEVICE_CHOICES
+from .errors import PlintError, RunCancelled
+from .finetune import FinetuneConfig
+from .inputs import open_inputs
+from .intervention import InterventionSpec
+from .latents import extract_latents, list_layers, resolve_layer
+from .model_input import fit_to_shape
+from .model_sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
+from .pipeline import prepare_embedding, run_intervention
+from .store import DEFAULT_ROOT, RunStore
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _arg_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` as an argparse ``type``: its ``PlintError`` becomes argparse's one-line usage error."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except PlintError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+_size, _floats, _names = _arg_type(parse_size), _arg_type(parse_floats), _arg_type(parse_names)
+
+
+def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool = True) -> None:
+    """Options shared by the commands; ``data="optional"`` makes ``--data`` optional."""
+    if data:
+        p.add_argument("--data", required=data is True, metavar="SRC",
+                       help="'digits', 'mnist', 'fashion-mnist', an .npz, an image folder (one sub-folder per class, "
+                            "optionally under train/ and test/) or a .zip of one")
+    if model:
+        p.add_argument("--model", required=True, metavar="MODEL",
+                       help="'demo', a TorchScript file, or a state_dict (.pt/.pth/.safetensors) with a .json sidecar "
+                            "or --arch")
+        g = p.add_argument_group("what the model's sidecar would state (default: sidecar, weights, then data)")
+        g.add_argument("--arch", help="architecture of a state_dict: plint-cnn or a torchvision model (resnet18, …)")
+        g.add_argument("--classes", type=_names, metavar="A,B,…", help="class names in output order")
+        g.add_argument("--input-size", type=_size, metavar="H[xW]", help="input height x width in pixels")
+        g.add_argument("--channels", type=int, choices=(1, 3), help="input channels: 1 grayscale, 3 RGB")
+        g.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="per-channel mean for images in [0, 1]")
+        g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std for images in [0, 1]")
+    p.add_argument("--runs-dir", default=DEFAULT_ROOT, metavar="D", help="cache folder (default: runs/)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA if available (default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="plint_core", description="Projective Latent Interventions engine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train plint's CNN on a data set")
+    _common(p, model=False)
+    p.add_argument("--input-size", type=_size, metavar="H[xW]", help="resize the images to this size first")
+    p.add_argument("--out", required=True, metavar="MODEL.pt", help="weights (.pt or .safetensors); sidecar .json beside")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("layers", help="list a model's candidate latent layers")
+    _common(p, data="optional")
+
+    for name, helptext in (("embed", "fit the parametric t-SNE and write embedding.csv"),
+                           ("run", "fine-tune with a spec (PLI) and its control; write result.json")):
+        p = sub.add_parser(name, help=helptext)
+        _common(p)
+        p.add_argument("--out", required=True, metavar="DIR")
+        p.add_argument("--layer", default=None, help="module name (default: the last layer, the logits)")
+        p.add_argument("--seed", type=int, default=0, help="seeds the embedding (and the fine-tuning)")
+    run = p
+    run.add_argument("--spec", required=True, metavar="SPEC.json")
+    run.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
+    run.add_argument("--lam", type=float, default=FinetuneConfig.lam)
+    run.add_argument("--lr", type=float, default=FinetuneConfig.lr)
+    run.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size)
+
+    p = sub.add_parser("runs", help="list, show or delete stored runs")
+    p.add_argument("action", choices=("list", "show", "delete"))
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--runs-dir", default=DEFAULT_ROOT, metavar="D")
+    return parser
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _model_options(a: argparse.Namespace) -> ModelOptions:
+    return ModelOptions(arch=a.arch, classes=a.classes, input_size=a.input_size, channels=a.channels,
+                        mean=a.mean, std=a.std)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    data = load_data(a.data, image_size=a.input_size)
+    if a.input_size:
+        data = fit_to_shape(data, (data.input_shape[0], *a.input_size))
+    if Path(a.out).suffix not in (".pt", ".pth", ".safetensors"):
+        raise PlintError(f"--out {a.out!r} must end in .pt, .pth or .safetensors")
+    cfg = TrainConfig(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed, device=a.device)
+    bundle = train_classifier(data, cfg, progress=lambda e, loss: _log(f"epoch {e}/{cfg.epochs}: loss {loss:.4f}"))
+    save_model(bundle, a.out)
+    _log(f"wrote {a.out} and its sidecar")
+
+
+def cmd_layers(a: argparse.Namespace) -> None:
+    if a.data:
+        inputs = open_inputs(a.model, a.data, _model_options(a))
+        _log_notes(inputs)
+        bundle = inputs.bundle
+    else:
+        bundle = load_classifier(a.model, **_model_options(a).as_kwargs())
+    layers = list_layers(bundle)
+    for i, info in enumerate(layers):
+        default = "  (default)" if i == len(layers) - 1 else ""
+        print(f"{info.name}\t{info.kind}\t{list(info.output_shape)}{default}")
+
+
+def _log_notes(inputs) -> None:
+    """What was assumed about the model or done to the data, if anything."""
+    if inputs.notes:
+        _log(f"model: {describe(inputs.bundle.spec)}")
+        for note in inputs.notes:
+            _log(note)
+
+
+def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
+    inputs = open_inputs(a.model, a.data, _model_options(a))
+    data, bundle = inputs.data, inputs.bundle
+    # Checked before anything is printed, so that these errors stay one line.
+    resolve_layer(bundle, a.layer)
+    if spec is not None:
+        spec.groups(data.train.labels, data.train.ids, data.class_names)
+    _log_notes(inputs)
+    emb = prepare_embedding(data, bundle, layer=a.layer, seed=a.seed, store=RunStore(a.runs_dir), device=a.device,
+                            progress=lambda stage, f: _log(f"{stage}: {f:.0%}") if f in (0.0, 1.0) else None)
+    return data, bundle, emb
+
+
+def cmd_embed(a: argparse.Namespace) -> None:
+    data, bundle, emb = _embedding(a)
+    out = Path(a.out)
+    table = emb.table(data)
+    latents = np.concatenate([extract_latents(bundle, s.images, emb.layer) for s in (data.train, data.test)])
+    write_atomic(out / "embedding.csv", lambda p: table.to_csv(p, index=False))
+    write_atomic(out / "latents.npy", lambda p: np.save(p.open("wb"), latents.astype(np.float32)))
+    write_json_atomic(out / "embedding_quality.json", emb.quality)
+    _log(f"wrote {out}/embedding.csv ({len(table)} rows), latents.npy, embedding_quality.json"
+         f"{' (cached embedding)' if emb.cache_hit else ''}")
+
+
+def cmd_run(a: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    spec_path = Path(a.spec)
+    if not spec_path.is_file():
+        raise PlintError(f"spec file {a.spec!r} does not exist")
+    spec = InterventionSpec.from_json(spec_path.read_text(encoding="utf-8"))
+    config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed, device=a.device)
+    data, bundle, emb = _embedding(a, spec)
+    last = [0.0]
+
+    def report(p) -> None:
+        now = time.perf_counter()
+        if p.step == p.steps or now - last[0] > 5:
+            last[0] = now
+            _log(f"{p.run} epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps}: ce {p.ce:.4f} embed {p.embed:.4f}")
+
+    res = run_intervention(data, bundle, emb, spec, config, store=RunStore(a.runs_dir), progress=report)
+    result = dict(res.result, seconds=round(time.perf_counter() - started, 3), run_dir=str(res.directory))
+    write_json_atomic(Path(a.out) / "result.json", result)
+    acc = result["accuracy"]
+    _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "
+         f"wrote {a.out}/result.json{' (cached run)' if res.cache_hit else ''}")
+
+
+def cmd_runs(a: argparse.Namespace) -> None:
+    store = RunStore(a.runs_dir)
+    if a.action == "list":
+        for r in store.list_runs():
+            acc = r["accuracy"]
+            print(f"{r['run_id']}\t{r['created']}\t{r['data']}\tlam={r['finetune']['lam']}\t"
+                  f"after={acc['after']:.4f}\tcontrol={acc['control']:.4f}")
+        return
+    if not a.run_id:
+        raise PlintError(f"'runs {a.action}' needs a run id (see 'runs list')")
+    if a.action == "show":
+        print(json.dumps(store.load_run(a.run_id), indent=2))
+    else:
+        store.delete_run(a.run_id)
+        _log(f"deleted run {a.run_id}")
+
+
+COMMANDS = {"train": cmd_train, "layers": cmd_layers, "embed": cmd_embed, "run": cmd_run, "runs": cmd_runs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except PlintError as exc:
+        print(f"plint_core: error: {exc}", file=sys.stderr)
+        return 2
+    except RunCancelled as exc:
+        print(f"plint_core: cancelled: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("plint_core: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+    return 0

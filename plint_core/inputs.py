@@ -1,0 +1,70 @@
+"""Opening a user's model and data together, as the CLI's ``embed``/``run`` and the app do.
+
+What neither the caller nor the model's sidecar states is taken from the data:
+the class names, the input size (height × width) and, for TorchScript, the
+input channels. The data's images are then resized and converted to the
+model's input (:func:`plint_core.model_input.fit_to_model`), and the model is
+checked against the data before anything long starts. Every choice made on the
+user's behalf is returned as a note, to be shown to them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .classifier import ModelBundle
+from .data import Dataset, load_data
+from .model_input import describe_fit, fit_to_model
+from .model_sources import (TORCHSCRIPT, ModelOptions, load_classifier, model_format, model_path,
+                            normalisation_text, stated_options)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A checked model, the data fitted to its input, and notes on what was assumed or converted.
+
+    ``notes`` is empty when the sidecar stated everything and the images fitted
+    as they were; :func:`~plint_core.model_sources.describe` summarises the model.
+    """
+
+    bundle: ModelBundle
+    data: Dataset
+    notes: tuple[str, ...]
+
+
+def open_inputs(model_src: str | Path, data_src: str | Path, options: ModelOptions = ModelOptions(), *,
+                sidecar: str | Path | None = None) -> Inputs:
+    """Load the model ``model_src`` and the data ``data_src`` so that they fit each other.
+
+    ``options`` are what the user stated (``None`` fields: from the sidecar,
+    the weights or the data). Raises :class:`~plint_core.errors.PlintError`
+    with what to do when they cannot be made to fit.
+    """
+    _, hints = stated_options(model_src, options, sidecar)
+    data = load_data(data_src, image_size=hints.input_size)
+    notes: list[str] = []
+    fill: dict = {}
+    if hints.classes is None:
+        fill["classes"] = data.class_names
+        notes.append(f"class names taken from the data: {', '.join(data.class_names)}")
+    if hints.input_size is None:
+        fill["input_size"] = data.input_shape[1:]
+        notes.append(f"input size {data.input_shape[1]}×{data.input_shape[2]} (height×width) taken from the data; "
+                     "state --input-size if the model was trained at another size")
+    if hints.channels is None and model_format(model_path(model_src)) == TORCHSCRIPT:
+        fill["channels"] = data.input_shape[0]
+    bundle = load_classifier(model_src, **{**options.as_kwargs(), **fill}, sidecar=sidecar)
+    if hints.mean is None or hints.std is None:
+        notes.append(f"normalisation not stated, using {normalisation_text(bundle.spec)}; state --mean/--std "
+                     "if the model was trained with other values")
+    if bundle.spec.classes != data.class_names and len(bundle.spec.classes) == data.n_classes:
+        pairs = [f"{m}={d}" for m, d in zip(bundle.spec.classes, data.class_names) if m != d]
+        pairs = ", ".join(pairs[:5]) + (", …" if len(pairs) > 5 else "")
+        notes.append(f"the model's class names differ from the data's ({pairs}): output k is read as the data's "
+                     "class k (class folders are sorted by name)")
+    fitted = fit_to_model(data, bundle.spec)
+    note = describe_fit(data.input_shape, fitted.input_shape)
+    if note:
+        notes.append(note)
+    bundle.check_data(fitted)
+    return Inputs(bundle, fitted, tuple(notes))

@@ -1,0 +1,52 @@
+"""Evaluation on the test split: accuracy, confusion matrix and per-class precision/recall/F1.
+
+F1 is the standard harmonic mean 2PR/(P+R). (The paper's Table 1 "F1" column
+equals sqrt(P*R), the geometric mean; we report the standard one.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one model on one split. Confusion rows are true classes, columns predictions."""
+
+    accuracy: float
+    confusion: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+
+    def per_class(self, class_names: Sequence[str]) -> list[dict]:
+        """One dict per class: ``class``, ``precision``, ``recall``, ``f1``, ``support``."""
+        return [{"class": str(name), "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for name, p, r, f, s in zip(class_names, self.precision, self.recall, self.f1, self.support)]
+
+
+def evaluate(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> Evaluation:
+    """Metrics of ``predictions`` against true ``labels`` (both int ``[N]``) for classes ``0..n_classes-1``."""
+    classes = np.arange(n_classes)
+    p, r, f, s = precision_recall_fscore_support(labels, predictions, labels=classes, zero_division=0)
+    return Evaluation(float(np.mean(labels == predictions)), confusion_matrix(labels, predictions, labels=classes),
+                      p, r, f, s)
+
+
+def most_confused_pair(confusion: np.ndarray) -> tuple[int, int]:
+    """The class pair ``(i, j)``, ``i < j``, with most confusions in either direction."""
+    sym = confusion + confusion.T
+    np.fill_diagonal(sym, -1)
+    i, j = np.unravel_index(int(np.argmax(sym)), sym.shape)
+    return (int(min(i, j)), int(max(i, j)))
+
+
+def mean_target_distance(y: np.ndarray, target: np.ndarray) -> float:
+    """Mean Euclidean distance (embedding units) between points and their targets."""
+    if len(y) == 0:
+        return 0.0
+    return float(np.linalg.norm(np.asarray(y, np.float64) - target, axis=1).mean())

@@ -1,0 +1,225 @@
+"""The PLI pipeline: latents → parametric t-SNE → targets → fine-tune PLI + control → metrics.
+
+:func:`prepare_embedding` and :func:`run_intervention` look in the
+:class:`~plint_core.store.RunStore` first and compute only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_json_atomic
+from .classifier import ModelBundle, save_model, state_fingerprint
+from .data import Dataset
+from .device import resolve_device
+from .errors import PlintError
+from .finetune import FinetuneConfig, Progress, TrainingBatchSource, finetune_pair
+from .intervention import InterventionSpec
+from .latents import extract_latents, predict, resolve_layer
+from .metrics import Evaluation, evaluate, mean_target_distance
+from .parametric_tsne import ParametricTSNE, TSNEConfig
+from .quality import embedding_quality
+from .store import EMBEDDING_META, RESULT, RunStore, make_key
+
+StageProgress = Callable[[str, float], None]
+
+
+@dataclass
+class Embedding:
+    """A fitted parametric t-SNE of one model's layer on one data set, with its coordinates.
+
+    ``train_xy``/``test_xy`` are float32 ``[N, 2]`` in embedding units, row-aligned
+    with the data set's splits; ``*_pred`` are the model's predictions.
+    """
+
+    key: str
+    layer: str
+    seed: int
+    embedder: ParametricTSNE
+    train_xy: np.ndarray
+    test_xy: np.ndarray
+    train_pred: np.ndarray
+    test_pred: np.ndarray
+    quality: dict
+    cache_hit: bool = False
+
+    @property
+    def scale(self) -> float:
+        return float(self.embedder.scale_)
+
+    def table(self, data: Dataset) -> pd.DataFrame:
+        """``embedding.csv``'s rows: ``id, split, label, pred, x, y`` (train rows first)."""
+        frames = []
+        for name, split, xy, pred in (("train", data.train, self.train_xy, self.train_pred),
+                                      ("test", data.test, self.test_xy, self.test_pred)):
+            frames.append(pd.DataFrame({"id": split.ids, "split": name, "label": split.labels, "pred": pred,
+                                        "x": xy[:, 0], "y": xy[:, 1]}))
+        return pd.concat(frames, ignore_index=True)
+
+
+def embedding_key(data: Dataset, bundle: ModelBundle, layer: str, seed: int, config: TSNEConfig) -> str:
+    return make_key({"kind": "embedding", "data": data.fingerprint(), "model": bundle.fingerprint, "layer": layer,
+                     "seed": seed, "tsne": config.to_dict()})
+
+
+def prepare_embedding(data: Dataset, bundle: ModelBundle, *, layer: str | None = None, seed: int = 0,
+                      config: TSNEConfig | None = None, store: RunStore | None = None, device: str = "auto",
+                      progress: StageProgress | None = None) -> Embedding:
+    """Fit (or load from ``store``) the parametric t-SNE of ``layer``'s latents of the training split.
+
+    The fit uses at most ``config.max_fit_points`` training points, sampled with
+    ``seed``; every train and test point is then projected by the network.
+    """
+    bundle.check_data(data)
+    layer = resolve_layer(bundle, layer)
+    config = config or TSNEConfig()
+    store = store or RunStore()
+    key = embedding_key(data, bundle, layer, seed, config)
+    if store.has_embedding(key):
+        return load_embedding(store, key)
+    report = progress or (lambda stage, frac: None)
+    dev = resolve_device(device)
+    report("latents", 0.0)
+    train_lat = extract_latents(bundle, data.train.images, layer, device=dev)
+    test_lat = extract_latents(bundle, data.test.images, layer, device=dev)
+    train_pred = predict(bundle, data.train.images, device=dev)
+    test_pred = predict(bundle, data.test.images, device=dev)
+    report("latents", 1.0)
+    embedder = ParametricTSNE(config, random_state=seed, device=dev.type).fit(train_lat, progress=report)
+    train_xy, test_xy = embedder.transform(train_lat), embedder.transform(test_lat)
+    report("quality", 0.0)
+    quality = embedding_quality(train_lat, train_xy, data.train.labels, random_state=seed)
+    quality["fit_seconds"] = float(embedder.fit_seconds_)
+    report("quality", 1.0)
+    meta = {"key": key, "layer": layer, "seed": seed, "quality": quality, "tsne": config.to_dict(),
+            "data": data.name, "model": bundle.source, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def fill(tmp: Path) -> None:
+        embedder.save(tmp / "embedder")
+        np.savez(tmp / "coords.npz", train_xy=train_xy, test_xy=test_xy, train_pred=train_pred, test_pred=test_pred)
+        write_json_atomic(tmp / EMBEDDING_META, meta)
+
+    store.write(store.embedding_dir(key), fill)
+    return Embedding(key, layer, seed, embedder, train_xy, test_xy, train_pred, test_pred, quality)
+
+
+def load_embedding(store: RunStore, key: str) -> Embedding:
+    """Load a finished embedding from ``store``."""
+    d = store.embedding_dir(key)
+    meta = json.loads((d / EMBEDDING_META).read_text(encoding="utf-8"))
+    with np.load(d / "coords.npz", allow_pickle=False) as c:
+        arrays = {k: c[k] for k in c.files}
+    return Embedding(key, meta["layer"], int(meta["seed"]), ParametricTSNE.load(d / "embedder"),
+                     arrays["train_xy"], arrays["test_xy"], arrays["train_pred"], arrays["test_pred"],
+                     meta["quality"], cache_hit=True)
+
+
+@dataclass
+class RunResult:
+    """A finished PLI run: ``result`` is ``result.json``'s content; ``directory`` holds its files."""
+
+    run_id: str
+    result: dict
+    directory: Path
+    cache_hit: bool = False
+    test_embedding: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train_targets: np.ndarray | None = None
+    moved: np.ndarray | None = None
+
+    def load_embedder(self, device: str = "cpu") -> ParametricTSNE:
+        """The frozen embedder E this run was fine-tuned against (stored with the run)."""
+        return ParametricTSNE.load(self.directory / "embedder", device=device)
+
+
+def run_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig) -> str:
+    return make_key({"kind": "run", "embedding": embedding.key, "spec": spec.to_dict(), "finetune": config.key_dict()})
+
+
+def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec,
+                     config: FinetuneConfig = FinetuneConfig(), *, store: RunStore | None = None,
+                     progress: Callable[[Progress], None] | None = None,
+                     cancel: threading.Event | None = None) -> RunResult:
+    """Fine-tune with the PLI loss and its CE-only control, evaluate both, store the run.
+
+    A run with the same key already in ``store`` is loaded instead (``cache_hit``).
+    """
+    started = time.perf_counter()
+    store = store or RunStore()
+    if not spec.moves:
+        raise PlintError("the spec has no moves: select a group and move it before fine-tuning")
+    targets, moved = spec.targets(embedding.train_xy, data.train.labels, data.train.ids, data.class_names)
+    run_id = run_key(embedding, spec, config)
+    if store.has_run(run_id):
+        return load_run(store, run_id, started)
+    device = resolve_device(config.device)
+    source = TrainingBatchSource(data.train.images, data.train.labels, targets)
+    pli, control = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale, source,
+                                 config, progress, cancel)
+    models = {"before": bundle.module, "after": pli, "control": control}
+    evals: dict[str, Evaluation] = {}
+    distance: dict[str, float] = {}
+    test_xy: dict[str, np.ndarray] = {}
+    test_pred: dict[str, np.ndarray] = {"before": embedding.test_pred}
+    for name, module in models.items():
+        b = ModelBundle(module, bundle.spec, "")
+        if name not in test_pred:
+            test_pred[name] = predict(b, data.test.images, device=device)
+        evals[name] = evaluate(data.test.labels, test_pred[name], data.n_classes)
+        if name == "before":
+            moved_xy = embedding.train_xy[moved]
+            test_xy[name] = embedding.test_xy
+        else:
+            moved_xy = embedding.embedder.transform(extract_latents(b, data.train.images[moved], embedding.layer, device=device))
+            test_xy[name] = embedding.embedder.transform(extract_latents(b, data.test.images, embedding.layer, device=device))
+        distance[name] = mean_target_distance(moved_xy, targets[moved])
+    result = {
+        "run_id": run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
+        "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
+        "spec": spec.to_dict(), "finetune": config.key_dict(),
+        "accuracy": {k: e.accuracy for k, e in evals.items()},
+        "confusion": {k: e.confusion.tolist() for k, e in evals.items()},
+        "per_class": {k: e.per_class(data.class_names) for k, e in evals.items()},
+        "target_distance": distance,
+        "device": device.type,
+        "seconds": round(time.perf_counter() - started, 3),
+        "cache_hit": False,
+    }
+    table = pd.DataFrame({"id": data.test.ids, "label": data.test.labels})
+    for name in models:
+        table[f"pred_{name}"] = test_pred[name]
+        table[f"x_{name}"], table[f"y_{name}"] = test_xy[name][:, 0], test_xy[name][:, 1]
+
+    def fill(tmp: Path) -> None:
+        embedding.embedder.save(tmp / "embedder")
+        for name in ("after", "control"):
+            weights = "finetuned" if name == "after" else "control"
+            save_model(ModelBundle(models[name], bundle.spec, state_fingerprint(models[name])), tmp / f"{weights}.safetensors")
+        write_json_atomic(tmp / "spec.json", spec.to_dict())
+        table.to_csv(tmp / "test_embedding.csv", index=False)
+        np.savez(tmp / "train_targets.npz", targets=targets, moved=moved)
+        write_json_atomic(tmp / RESULT, result)
+
+    directory = store.write(store.run_dir(run_id), fill)
+    return RunResult(run_id, result, directory, False, table, targets, moved)
+
+
+def load_run(store: RunStore, run_id: str, started: float | None = None) -> RunResult:
+    """Load a finished run; ``cache_hit`` is set and ``seconds`` is the time this load took."""
+    result = store.load_run(run_id)
+    d = store.run_dir(run_id)
+    table = pd.read_csv(d / "test_embedding.csv")
+    with np.load(d / "train_targets.npz", allow_pickle=False) as t:
+        targets, moved = t["targets"], t["moved"]
+    result = dict(result, cache_hit=True, compute_seconds=result.get("seconds"))
+    if started is not None:
+        result["seconds"] = round(time.perf_counter() - started, 3)
+    return RunResult(run_id, result, d, True, table, targets, moved)

@@ -1,0 +1,58 @@
+"""Shared fixtures: the digits data set, the shipped demo model, small synthetic data."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+# One torch thread in the tests and in every process they start (CLI, streamlit): the
+# suite runs the app server, the browser and the engine side by side on 2 cores, where
+# competing thread pools make small-model steps many times slower. It also fixes float
+# reduction order, so a refit in a subprocess matches the in-process fit bit for bit.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
+
+from plint_core.classifier import load_model
+from plint_core.data import load_data
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def demo():
+    return load_model("demo")
+
+
+def make_npz_arrays(n_per_class: int = 12, n_classes: int = 3, size: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tiny separable uint8 images: class k has a bright k-th horizontal band."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(n_classes), n_per_class)
+    images = rng.integers(0, 40, size=(len(labels), size, size), dtype=np.uint8)
+    band = size // n_classes
+    for i, k in enumerate(labels):
+        images[i, k * band:(k + 1) * band, :] = 220
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory, digits, demo):
+    """A runs folder holding the default embedding of the demo model on digits (fitted once per session)."""
+    from plint_core.pipeline import prepare_embedding
+    from plint_core.store import RunStore
+
+    root = tmp_path_factory.mktemp("demo_runs")
+    prepare_embedding(digits, demo, seed=0, store=RunStore(root), device="cpu")
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_embedding(demo_runs, digits, demo):
+    from plint_core.pipeline import prepare_embedding
+    from plint_core.store import RunStore
+
+    return prepare_embedding(digits, demo, seed=0, store=RunStore(demo_runs), device="cpu")

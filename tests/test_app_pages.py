@@ -1,0 +1,294 @@
+"""AppTest tests of every dashboard page, run in-process against a temporary run store.
+
+Selections are simulated the way the browser reports them: a ``PlotlyState``
+put into ``session_state`` under the scatter's key, with each point's
+customdata as the index-keyed object Plotly's typed arrays turn into.
+"""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from app_helpers import APP, RUN_CLASS, RUN_TRANSLATE, TEST_EPOCHS, browser_points, plotly_selection
+from streamlit.testing.v1 import AppTest
+
+from plint_core.data import load_data
+from plint_core.finetune import FinetuneConfig
+from plint_core.intervention import InterventionSpec, Move, Selection
+
+pytest_plugins = ("app_fixtures",)  # app_runs, app_environment, stored_run
+
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    return load_data("digits")
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def decode(array) -> np.ndarray:
+    """A Plotly JSON array: a list, or the typed-array form ``{dtype, bdata, shape}``."""
+    if isinstance(array, dict):
+        out = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+        shape = array.get("shape")
+        if shape:
+            out = out.reshape([int(s) for s in str(shape).split(",")] if isinstance(shape, str) else shape)
+        return out
+    return np.asarray(array)
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def scatter_traces(at: AppTest) -> dict[str, dict]:
+    return {t.get("name"): t for t in figures(at)[0]["data"]}
+
+
+def session_data(at: AppTest):
+    return at.session_state["plint"]
+
+
+def select(at: AppTest, ids: np.ndarray, xy: np.ndarray, labels: np.ndarray) -> AppTest:
+    at.session_state[session_data(at).chart_key] = plotly_selection(browser_points(ids, xy, labels))
+    return at.run()
+
+
+def embedding_job_for(runs_dir) -> "object":
+    """The server's embedding job for the run store ``runs_dir``."""
+    from plint_app.resources import embedding_jobs
+
+    return next(job for key, job in embedding_jobs().items() if json.dumps(str(runs_dir.resolve())) in key)
+
+
+def train_xy(at: AppTest, runs_dir) -> np.ndarray:
+    job = embedding_job_for(runs_dir)
+    assert job.wait(60) and job.status == "done"
+    return job.result.train_xy
+
+
+# --- page 1: Model & data ------------------------------------------------------
+def test_model_page_shows_data_model_and_cached_embedding(app_environment, digits_data):
+    at = start()
+    assert not at.error
+    assert "Model & data" in texts(at.title)
+    counts = at.table[0].value
+    assert counts.loc["train"].sum() == len(digits_data.train) == 1437 and counts.loc["test"].sum() == 360
+    layers = at.dataframe[0].value
+    assert layers["layer"].iloc[-1] == "logits"
+    assert at.selectbox(key="w_layer").value == "logits"
+    assert any(m.label == "Device" and (m.value == "CPU" or m.value.startswith("GPU")) for m in at.metric)
+    assert any("loaded from the run store" in s for s in texts(at.success))
+
+
+def test_bad_configuration_is_an_error_message_not_a_traceback(app_environment, monkeypatch):
+    monkeypatch.setenv("PLINT_TSNE_CONFIG", "{not json")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("PLINT_TSNE_CONFIG is not valid JSON" in e for e in texts(at.error))
+
+
+# --- page 2: Embedding & interventions -----------------------------------------
+def test_scatter_has_one_trace_per_class_with_sample_ids(app_environment, digits_data):
+    at = start("pages/embedding.py")
+    traces = scatter_traces(at)
+    assert [str(k) for k in range(10)] == [n for n in traces if n.isdigit()]
+    ids = np.concatenate([decode(traces[str(k)]["customdata"])[:, 0] for k in range(10)])
+    assert sorted(ids.tolist()) == list(range(1437))
+    at.toggle(key="w_show_test").set_value(True).run()
+    assert "3 (test)" in scatter_traces(at)
+
+
+def test_box_selection_preview_and_commit(app_environment, digits_data):
+    at = start("pages/embedding.py")
+    xy, labels = train_xy(at, app_environment), digits_data.train.labels
+    ids = np.array([5, 17, 42])
+    select(at, ids, xy[ids], labels[ids])
+    assert "**Selection: 3 training points**" in texts(at.markdown)
+    assert at.get("image"), "thumbnails of the selection"
+    at.number_input(key="w_dx").set_value(1.5).run()
+    at.slider(key="w_contract").set_value(0.5).run()
+    traces = scatter_traces(at)
+    preview = traces["preview targets"]
+    expected = 0.5 * xy[ids] + 0.5 * xy[ids].mean(0) + np.array([1.5, 0.0])
+    np.testing.assert_allclose(np.c_[decode(preview["x"]), decode(preview["y"])], expected, rtol=1e-4, atol=1e-5)
+    at.button[[b.label for b in at.button].index("Commit move")].click().run()
+    spec = session_data(at).editor.spec
+    assert spec.moves == (Move(Selection(ids=(5, 17, 42)), (1.5, 0.0), 0.5),)
+    assert any("Move 1 committed" in s for s in texts(at.success))
+    assert "committed targets" in scatter_traces(at) and "**Selection: 0 training points**" in texts(at.markdown)
+    assert at.number_input(key="w_dx").value == 0.0  # the move settings reset for the next group
+    download = next(d for d in at.get("download_button") if d.label == "Download spec (JSON)")
+    assert not download.proto.disabled
+
+
+def test_commit_with_empty_selection_explains_what_to_do(app_environment):
+    at = start("pages/embedding.py")
+    at.number_input(key="w_dx").set_value(1.0).run()
+    at.button[[b.label for b in at.button].index("Commit move")].click().run()
+    assert not at.exception
+    assert any("nothing is selected" in e for e in texts(at.error))
+    assert session_data(at).editor.spec.moves == ()
+
+
+def test_select_by_class_overlap_undo_and_delete(app_environment, digits_data):
+    at = start("pages/embedding.py")
+    at.multiselect(key="w_classes").set_value([3]).run()
+    at.button[[b.label for b in at.button].index("Select classes")].click().run()
+    n3 = int((digits_data.train.labels == 3).sum())
+    assert f"**Selection: {n3} training points**" in texts(at.markdown)
+    at.number_input(key="w_dy").set_value(-2.0).run()
+    at.button[[b.label for b in at.button].index("Commit move")].click().run()
+    assert session_data(at).editor.spec.moves[0].select == Selection(classes=(3,))
+    # the same class again overlaps move 1: an error, and the spec is unchanged
+    at.button[[b.label for b in at.button].index("Select classes")].click().run()
+    at.number_input(key="w_dy").set_value(1.0).run()
+    at.button[[b.label for b in at.button].index("Commit move")].click().run()
+    assert any("overlaps move 1" in e for e in texts(at.error)) and len(session_data(at).editor.spec.moves) == 1
+    at.button(key="delete_move_0").click().run()
+    assert session_data(at).editor.spec.moves == ()
+    at.button[[b.label for b in at.button].index("Undo")].click().run()
+    assert len(session_data(at).editor.spec.moves) == 1
+
+
+def test_click_destination_sets_the_translation(app_environment, digits_data):
+    at = start("pages/embedding.py")
+    xy, labels = train_xy(at, app_environment), digits_data.train.labels
+    ids = np.flatnonzero(labels == 0)[:20]
+    select(at, ids, xy[ids], labels[ids])
+    at.segmented_control(key="w_click_mode").set_value("destination").run()
+    assert "destination" in scatter_traces(at)
+    centroid = xy[ids].mean(0)
+    at.session_state[session_data(at).chart_key] = plotly_selection([{"x": 1.25, "y": -0.5, "curve_number": 10}])
+    at.run()
+    assert at.number_input(key="w_dx").value == pytest.approx(round(1.25 - centroid[0], 2))
+    assert at.number_input(key="w_dy").value == pytest.approx(round(-0.5 - centroid[1], 2))
+    assert len(session_data(at).editor.selection) == 20, "a destination click keeps the selection"
+
+
+def test_spec_upload_valid_and_invalid(app_environment):
+    at = start("pages/embedding.py")
+    good = InterventionSpec((Move(Selection(classes=(1,)), (0.0, 1.0)),)).to_json().encode()
+    at.file_uploader(key="w_spec_upload").set_value(("spec.json", good, "application/json")).run()
+    assert any("Loaded 1 move(s)" in s for s in texts(at.success))
+    assert session_data(at).editor.spec.moves[0].select == Selection(classes=(1,))
+    bad = b'{"moves": [{"select": {"classes": [42]}, "translate": [1, 0]}]}'
+    at.file_uploader(key="w_spec_upload").set_value(("bad.json", bad, "application/json")).run()
+    assert not at.exception
+    assert any("was not loaded" in e and "unknown class index 42" in e for e in texts(at.error))
+    assert len(session_data(at).editor.spec.moves) == 1
+
+
+def test_sessions_do_not_share_selections(app_environment, digits_data):
+    a, b = start("pages/embedding.py"), start("pages/embedding.py")
+    xy, labels = train_xy(a, app_environment), digits_data.train.labels
+    select(a, np.array([1, 2]), xy[[1, 2]], labels[[1, 2]])
+    b.run()
+    assert "**Selection: 2 training points**" in texts(a.markdown)
+    assert "**Selection: 0 training points**" in texts(b.markdown)
+
+
+# --- page 3: Fine-tune --------------------------------------------------------
+def run_button(at: AppTest):
+    return at.button[[b.label for b in at.button].index("Run fine-tuning and control")]
+
+
+def test_finetune_without_moves_or_embedding_explains(app_environment):
+    at = start("pages/finetune.py")
+    assert any("no moves yet" in i for i in texts(at.info))
+    run_button(at).click().run()
+    assert not at.exception and any("there are no moves yet" in e for e in texts(at.error))
+    session_data(at).editor.spec = InterventionSpec((Move(Selection(classes=(2,)), (1.0, 0.0)),))
+    at.session_state["w_layer"] = "fc1"  # a layer whose embedding nobody has fitted yet
+    at.run()
+    run_button(at).click().run()
+    assert any("the embedding is not computed yet" in e for e in texts(at.error))
+
+
+def test_finetune_run_progress_result_and_cache_hit(app_environment, stored_run):
+    at = start("pages/finetune.py")
+    defaults = {b.key: b.value for b in at.number_input}
+    engine = FinetuneConfig()
+    assert defaults["w_epochs"] == engine.epochs and defaults["w_seed"] == engine.seed
+    assert at.slider(key="w_lam").value == pytest.approx(engine.lam)
+    assert at.select_slider(key="w_lr").value == pytest.approx(engine.lr)
+    # identical settings to the stored run: reused at once
+    session_data(at).editor.spec = InterventionSpec((Move(Selection(classes=(RUN_CLASS,)), RUN_TRANSLATE),))
+    at.number_input(key="w_epochs").set_value(TEST_EPOCHS).run()
+    run_button(at).click().run()
+    job = session_data(at).run_job
+    assert job.wait(60) and job.status == "done"
+    at.run()
+    assert job.result.cache_hit and any("reused the stored run" in s for s in texts(at.success))
+    assert session_data(at).current_run_id == stored_run.run_id
+    # new settings: a real run (1 epoch) with live progress, then in the history
+    at.number_input(key="w_seed").set_value(1).run()
+    at.number_input(key="w_epochs").set_value(1).run()
+    run_button(at).click().run()
+    assert at.get("progress"), "a progress bar while the run is going"
+    job = session_data(at).run_job
+    assert job.wait(300) and job.status == "done", job.user_error()
+    at.run()
+    assert not job.result.cache_hit and any("finished in" in s for s in texts(at.success))
+    assert [m.label for m in at.metric] == ["Test accuracy before", "After PLI fine-tuning", "Control (CE only)"]
+    history = at.dataframe[0].value
+    assert job.result.run_id in set(history["run id"]) and stored_run.run_id in set(history["run id"])
+
+
+def test_cancel_stops_the_run(app_environment):
+    at = start("pages/finetune.py")
+    session_data(at).editor.spec = InterventionSpec((Move(Selection(classes=(4,)), (0.0, 3.0)),))
+    at.number_input(key="w_epochs").set_value(50).run()
+    run_button(at).click().run()
+    at.button[[b.label for b in at.button].index("Cancel run")].click().run()
+    job = session_data(at).run_job
+    assert job.wait(60) and job.status == "cancelled"
+    at.run()
+    assert any("cancelled; nothing was stored" in w for w in texts(at.warning))
+
+
+# --- page 4: Compare ----------------------------------------------------------
+def test_compare_shows_three_confusion_matrices_and_downloads(app_environment, stored_run):
+    at = start()
+    session_data(at).current_run_id = stored_run.run_id
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    figs = figures(at)
+    titles = [f["layout"].get("title", {}).get("text") for f in figs]
+    for title in ("Before fine-tuning", "After PLI fine-tuning", "Control (CE only)"):
+        z = decode(figs[titles.index(title)]["data"][0]["z"])
+        assert z.shape == (10, 10) and z.sum() == 360
+    diff = decode(figs[titles.index("After − before")]["data"][0]["z"])
+    np.testing.assert_array_equal(diff, np.array(stored_run.result["confusion"]["after"]) -
+                                  np.array(stored_run.result["confusion"]["before"]))
+    table = at.dataframe[0].value
+    assert "Δ f1" in table.columns and len(table) == 10
+    labels = [d.label for d in at.get("download_button")]
+    assert labels[:1] == ["Fine-tuned weights (safetensors)"] and "Spec (JSON)" in labels and "Metrics (CSV)" in labels
+
+
+def test_fresh_store_fits_with_progress_then_compare_has_nothing_yet(app_environment, monkeypatch, tmp_path):
+    monkeypatch.setenv("PLINT_RUNS_DIR", str(tmp_path))
+    at = start()
+    assert any("is being fitted" in i for i in texts(at.info)) and at.get("progress")
+    job = embedding_job_for(tmp_path)
+    assert job.wait(300) and job.status == "done"
+    at.run()
+    assert any("is ready (fitted on this server" in s for s in texts(at.success))
+    assert any(p.is_dir() for p in (tmp_path / "embeddings").iterdir()), "the fit is stored for the next start"
+    at.switch_page("pages/compare.py").run()
+    assert any("No fine-tuning runs yet" in i for i in texts(at.info))

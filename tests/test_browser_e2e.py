@@ -1,0 +1,158 @@
+"""End to end in Debian's Chromium: the real app, a mouse box-selection, a move, a fine-tune, the comparison.
+
+Starts ``streamlit run app.py`` on a free port with ``PLINT_RUNS_DIR`` set to
+the session's temporary run store (the embedding is already fitted there),
+drives it with Playwright and saves a screenshot of every page into
+``docs/screenshots/``. Without ``/usr/bin/chromium`` the test is skipped,
+except in CI (``CI=true``), where that is a failure.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from app_helpers import REPO, TEST_EPOCHS, app_env
+
+from plint_app.serve import CHROMIUM, GROUP_BOX_JS, drag, launch_chromium, start_streamlit
+
+pytest_plugins = ("app_fixtures",)  # app_runs
+
+SCREENSHOTS = REPO / "docs" / "screenshots"
+VIEWPORT = {"width": 1400, "height": 1000}
+RUN_TIMEOUT_MS = 300_000
+# Per visible heatmap: its title, the sum of the numbers written in its cells and how many cells have one.
+HEATMAP_SUMS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .filter(gd => gd._fullData && gd._fullData.length && gd._fullData[0].type === 'heatmap' && gd._fullLayout)
+  .map(gd => { const cells = [...gd.querySelectorAll('.heatmaplayer text')];
+               return [gd._fullLayout.title.text.replace(/<[^>]+>/g, ''),
+                       cells.reduce((s, t) => s + Number(t.textContent || 0), 0), cells.length]; })"""
+# Streamlit remounts the chart on a rerun, so the plot (or its _fullData) can be missing for a moment:
+# every probe below answers "not yet" then instead of throwing.
+TRACE_NAMES_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
+  return gd && gd._fullData ? gd._fullData.map(t => t.name) : []; }"""
+DATA_TO_PAGE_JS = """([x, y]) => { const gd = document.querySelector('.js-plotly-plot');
+  const drag = gd && gd.querySelector('.nsewdrag');
+  if (!drag || !gd._fullLayout || !gd._fullLayout.xaxis) return null;
+  const r = drag.getBoundingClientRect();
+  return [r.left + gd._fullLayout.xaxis.l2p(x), r.top + gd._fullLayout.yaxis.l2p(y)]; }"""
+
+
+def require_chromium() -> None:
+    if Path(CHROMIUM).exists():
+        return
+    reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def selection_count(page) -> int:
+    text = page.get_by_text(re.compile(r"^Selection: [\d,]+ training points$")).first.text_content()
+    return int(re.sub(r"\D", "", text))
+
+
+def screenshot(page, name: str) -> None:
+    """Save the whole page: the viewport is stretched to the app's scroll height for the shot."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.8)  # let Plotly finish its transitions
+    height = page.evaluate("""() => { const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+                                       return main.getBoundingClientRect().top + main.scrollHeight; }""")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 4000)})
+    time.sleep(0.8)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(VIEWPORT)
+
+
+def open_page(page, title: str) -> None:
+    page.get_by_role("link", name=title).first.click()
+    page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+
+
+def test_whole_loop_in_chromium(app_runs, tmp_path):
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    # one torch thread: the server's fine-tuning is small, and two threads crawl on a busy 2-core machine
+    server = start_streamlit("app.py", {**app_env(app_runs), "OMP_NUM_THREADS": "1"}, tmp_path / "streamlit.log")
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_page(viewport=VIEWPORT)
+            try:
+                walk_through(page, server.url)
+            except Exception as exc:
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
+                                     f"{server.log.read_text()[-3000:]}") from exc
+            browser.close()
+    finally:
+        server.stop()
+    log = (tmp_path / "streamlit.log").read_text()
+    assert "Traceback" not in log, log
+
+
+def click_destination(page, x: float, y: float, tries: int = 3) -> None:
+    """Click the data point (x, y) until the preview appears; a click that lands during a rerun is lost."""
+    for attempt in range(tries):
+        point = page.wait_for_function(DATA_TO_PAGE_JS, arg=[x, y], timeout=30_000).json_value()
+        page.mouse.click(*point)
+        try:
+            page.wait_for_function(f"() => ({TRACE_NAMES_JS})().includes('preview targets')", timeout=20_000)
+            return
+        except Exception:
+            if attempt == tries - 1:
+                raise
+
+
+def walk_through(page, url: str) -> None:
+    """The whole loop, as a user does it; saves the screenshots on the way."""
+    page.goto(url)
+    # 1 · Model & data: the embedding comes from the store
+    page.get_by_text("is ready").first.wait_for(timeout=60_000)
+    assert page.get_by_text("loaded from the run store").count() == 1
+    screenshot(page, "model_data")
+
+    # 2 · Embedding: box-select class 0 with the mouse, move it, commit
+    open_page(page, "Embedding & interventions")
+    page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=30_000)
+    drag(page, page.wait_for_function(GROUP_BOX_JS, arg="0", timeout=30_000).json_value())
+    page.get_by_text(re.compile(r"^Selection: [1-9][\d,]* training points$")).wait_for(timeout=30_000)
+    n_selected = selection_count(page)
+    # the destination: switch the click mode, then click 8 units right of the group's centre
+    centroid = page.get_by_text(re.compile(r"^Centroid \(")).first.text_content()
+    cx, cy = (float(v) for v in re.match(r"Centroid \((-?[\d.]+), (-?[\d.]+)\)", centroid).groups())
+    page.get_by_role("radio", name="Destination").click()
+    page.wait_for_function(f"() => ({TRACE_NAMES_JS})().includes('destination')", timeout=30_000)
+    click_destination(page, cx + 8.0, cy)
+    page.wait_for_function("() => Number(document.querySelector('input[aria-label=\"dx\"]').value) !== 0",
+                           timeout=30_000)
+    dx = float(page.get_by_label("dx", exact=True).input_value())
+    assert 6.0 < dx < 10.0, dx  # the click snaps to the destination grid
+    assert selection_count(page) == n_selected
+    screenshot(page, "embedding")
+    page.get_by_role("button", name="Commit move").click()
+    page.get_by_text("Move 1 committed").wait_for(timeout=30_000)
+    page.get_by_text(f"({n_selected:,} points)").first.wait_for(timeout=30_000)
+
+    # 3 · Fine-tune with few epochs
+    open_page(page, "Fine-tune")
+    epochs = page.get_by_role("spinbutton", name="Epochs")
+    epochs.fill(str(TEST_EPOCHS))
+    epochs.press("Enter")  # the Run click below carries every widget's current value, this one included
+    page.get_by_role("button", name="Run fine-tuning and control").click()
+    page.get_by_text("Test accuracy before").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    assert page.get_by_text(re.compile(r"finished in [\d.]+ s")).count() == 1
+    screenshot(page, "finetune")
+
+    # 4 · Compare: three confusion matrices, each counting every test image once
+    open_page(page, "Compare")
+    page.wait_for_function(f"() => ({HEATMAP_SUMS_JS})().filter(h => h[2] === 100).length >= 3",
+                           timeout=60_000)
+    assert page.get_by_text(re.compile(rf"epochs {TEST_EPOCHS} ·")).count() == 1, "the run used the epochs set"
+    sums = {title: total for title, total, _ in page.evaluate(HEATMAP_SUMS_JS)}
+    for title in ("Before fine-tuning", "After PLI fine-tuning", "Control (CE only)"):
+        assert sums[title] == 360, sums
+    screenshot(page, "compare")

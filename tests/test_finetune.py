@@ -1,0 +1,87 @@
+"""Fine-tuning: the PLI loss pulls the embedding to its targets, the control is CE only, progress, cancel."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from plint_core.errors import PlintError, RunCancelled
+from plint_core.finetune import FinetuneConfig, TrainingBatchSource, finetune_pair
+from plint_core.latents import extract_latents
+
+
+@pytest.fixture(scope="module")
+def setup(digits, demo):
+    torch.manual_seed(0)
+    embedder = nn.Sequential(nn.Linear(10, 2))
+    images = digits.train.images[:300]
+    with torch.no_grad():
+        y = embedder(torch.as_tensor(extract_latents(demo, images))).numpy()
+    targets = y.copy()
+    moved = digits.train.labels[:300] == 3
+    targets[moved] += np.array([5.0, 0.0], dtype=np.float32)
+    scale = float(np.sqrt(((y - y.mean(0)) ** 2).sum(1).mean()))
+    return embedder, TrainingBatchSource(images, digits.train.labels[:300], targets), moved, scale
+
+
+def _distance(module, demo, embedder, source, moved):
+    from plint_core.classifier import ModelBundle
+    lat = extract_latents(ModelBundle(module, demo.spec, ""), source.images01[moved])
+    with torch.no_grad():
+        y = embedder(torch.as_tensor(lat)).numpy()
+    return float(np.linalg.norm(y - source.targets[moved], axis=1).mean())
+
+
+def test_pli_follows_targets_and_control_does_not(demo, setup):
+    embedder, source, moved, scale = setup
+    cfg = FinetuneConfig(lam=0.5, epochs=4, lr=1e-3, batch_size=32, seed=0, device="cpu")
+    pli, control = finetune_pair(demo, "logits", embedder, scale, source, cfg)
+    before = _distance(demo.module, demo, embedder, source, moved)
+    after = _distance(pli, demo, embedder, source, moved)
+    assert after < 0.5 * before
+    assert _distance(control, demo, embedder, source, moved) > 2 * after
+    assert all(not p.requires_grad for p in embedder.parameters())  # E stays frozen
+    assert demo.module.training is False  # the base model is untouched
+
+
+def test_lambda_zero_makes_pli_identical_to_control(demo, setup):
+    embedder, source, _, scale = setup
+    cfg = FinetuneConfig(lam=0.0, epochs=1, batch_size=64, seed=5, device="cpu")
+    pli, control = finetune_pair(demo, "logits", embedder, scale, source, cfg)
+    for a, b in zip(pli.state_dict().values(), control.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_progress_reports_every_step_of_both_runs(demo, setup):
+    embedder, source, _, scale = setup
+    events = []
+    finetune_pair(demo, "logits", embedder, scale, source,
+                  FinetuneConfig(epochs=2, batch_size=100, device="cpu"), progress=events.append)
+    assert [e.run for e in events] == ["pli"] * 6 + ["control"] * 6
+    assert [(e.epoch, e.step) for e in events[:6]] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert events[5].fraction == 1.0 and all(np.isfinite([e.ce, e.embed, e.loss]).all() for e in events)
+
+
+def test_cancel_stops_the_run(demo, setup):
+    embedder, source, _, scale = setup
+    cancel = threading.Event()
+
+    def progress(p):
+        if p.step == 2:
+            cancel.set()
+
+    with pytest.raises(RunCancelled):
+        finetune_pair(demo, "logits", embedder, scale, source, FinetuneConfig(epochs=3, batch_size=50, device="cpu"),
+                      progress=progress, cancel=cancel)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lam": 1.5}, "lam is 1.5"), ({"lam": float("nan")}, "lam is nan"), ({"epochs": 0}, "epochs is 0"),
+    ({"lr": 0.0}, "learning rate"), ({"batch_size": 0}, "batch size"),
+])
+def test_bad_hyper_parameters(kwargs, message):
+    with pytest.raises(PlintError, match=message):
+        FinetuneConfig(**kwargs)

@@ -1,0 +1,75 @@
+"""Intervention specs: the target formula, JSON round trip, and every rejected input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from plint_core.errors import PlintError
+from plint_core.intervention import InterventionSpec, Move, Selection
+
+NAMES = ("cat", "dog", "eel")
+LABELS = np.array([0, 0, 1, 1, 2, 2])
+IDS = np.arange(6) + 100
+Y = np.array([[0, 0], [2, 0], [10, 10], [10, 12], [-5, 3], [-5, 5]], dtype=np.float32)
+
+
+def spec(*moves) -> InterventionSpec:
+    return InterventionSpec.from_dict({"moves": list(moves)})
+
+
+def test_targets_follow_the_formula():
+    s = spec({"select": {"classes": ["cat"]}, "translate": [1.0, -2.0], "contract": 0.5},
+             {"select": {"ids": [104]}, "translate": [0.0, 3.0]})
+    target, moved = s.targets(Y, LABELS, IDS, NAMES)
+    # cat: centroid (1, 0); y' = 0.5 y + 0.5 c + t
+    np.testing.assert_allclose(target[:2], [[0.5 + 1, -2], [1.5 + 1, -2]])
+    np.testing.assert_allclose(target[4], [-5, 6])
+    np.testing.assert_allclose(target[[2, 3, 5]], Y[[2, 3, 5]])  # unedited points keep y
+    np.testing.assert_array_equal(moved, [True, True, False, False, True, False])
+
+
+def test_class_index_and_name_select_the_same_rows():
+    by_name = spec({"select": {"classes": ["dog"]}, "translate": [1, 1]}).targets(Y, LABELS, IDS, NAMES)
+    by_index = spec({"select": {"classes": [1]}, "translate": [1, 1]}).targets(Y, LABELS, IDS, NAMES)
+    np.testing.assert_array_equal(by_name[0], by_index[0])
+
+
+def test_json_round_trip_and_frozen():
+    s = spec({"select": {"classes": [0, "eel"]}, "translate": [1.5, -2], "contract": 0.25},
+             {"select": {"ids": [101, 102]}, "translate": [0, 0], "contract": 1})
+    again = InterventionSpec.from_json(s.to_json())
+    assert again == s
+    assert json.loads(s.to_json())["moves"][1] == {"select": {"ids": [101, 102]}, "translate": [0.0, 0.0], "contract": 1.0}
+    with pytest.raises(AttributeError):
+        s.moves = ()  # type: ignore[misc]
+    assert s.with_move(Move(Selection(ids=(105,)))).without(2) == s
+
+
+@pytest.mark.parametrize("moves, message", [
+    ([{"select": {"classes": ["cat"]}}, {"select": {"ids": [100, 103]}}], "move 2 overlaps move 1 in 1 points"),
+    ([{"select": {"classes": ["cow"]}}], "unknown class 'cow'"),
+    ([{"select": {"classes": [7]}}], "unknown class index 7"),
+    ([{"select": {"ids": [100, 999]}}], r"unknown sample id\(s\) \[999\]"),
+    ([{"select": {"ids": [100]}, "translate": [float("nan"), 0]}], "NaN and infinite"),
+    ([{"select": {"ids": [100]}, "translate": [0, float("inf")]}], "NaN and infinite"),
+    ([{"select": {"ids": [100]}, "contract": 0}], r"must lie in \(0, 1\]"),
+    ([{"select": {"ids": [100]}, "contract": 1.5}], r"must lie in \(0, 1\]"),
+    ([{"select": {"ids": [100]}, "contract": float("nan")}], "NaN"),
+    ([{"select": {"ids": []}}], "non-empty list"),
+    ([{"select": {"classes": [0], "ids": [1]}}], "select must be"),
+    ([{"select": {"ids": [100]}, "translate": [1]}], r"translate must be \[dx, dy\]"),
+    ([{"select": {"ids": [100]}, "scale": 2}], "unknown key"),
+    ([{"select": {"ids": ["a"]}}], "integer sample ids"),
+])
+def test_bad_specs_are_rejected_with_a_message(moves, message):
+    with pytest.raises(PlintError, match=message):
+        spec(*moves).targets(Y, LABELS, IDS, NAMES)
+
+
+def test_invalid_json_names_the_position():
+    with pytest.raises(PlintError, match="not valid JSON.*line 1"):
+        InterventionSpec.from_json('{"moves": [}')
+    with pytest.raises(PlintError, match="must be"):
+        InterventionSpec.from_json('"moves"')

@@ -1,0 +1,58 @@
+"""The run store: keys, atomic publication, list/load/delete, killed runs leave nothing finished."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from plint_core.atomic import write_json_atomic
+from plint_core.errors import PlintError
+from plint_core.store import RESULT, RunStore, make_key
+
+
+def _fill(result: dict):
+    def fill(tmp):
+        (tmp / "weights.bin").write_bytes(b"x" * 10)
+        write_json_atomic(tmp / RESULT, result)
+    return fill
+
+
+def test_key_is_stable_and_order_independent():
+    assert make_key({"a": 1, "b": [1, 2]}) == make_key({"b": [1, 2], "a": 1})
+    assert make_key({"a": 1}) != make_key({"a": 2})
+    assert len(make_key({})) == 20
+
+
+def test_write_list_load_delete(tmp_path):
+    store = RunStore(tmp_path)
+    store.write(store.run_dir("r1"), _fill({"run_id": "r1", "created": "2026-01-01T00:00:00"}))
+    store.write(store.run_dir("r2"), _fill({"run_id": "r2", "created": "2026-02-01T00:00:00"}))
+    assert [r["run_id"] for r in store.list_runs()] == ["r2", "r1"]
+    assert store.load_run("r1")["run_id"] == "r1" and store.has_run("r1")
+    store.delete_run("r1")
+    assert not store.has_run("r1") and [r["run_id"] for r in store.list_runs()] == ["r2"]
+    with pytest.raises(PlintError, match="no finished run"):
+        store.load_run("r1")
+    with pytest.raises(PlintError, match="not a run id"):
+        store.run_dir("../etc")
+
+
+def test_a_run_killed_half_way_leaves_nothing_that_looks_finished(tmp_path):
+    store = RunStore(tmp_path)
+
+    def dies(tmp):
+        (tmp / "weights.bin").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.write(store.run_dir("r3"), dies)
+    assert not store.has_run("r3") and store.list_runs() == []
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == []
+
+
+def test_rewriting_replaces_whole_folder(tmp_path):
+    store = RunStore(tmp_path)
+    store.write(store.run_dir("r"), _fill({"run_id": "r", "v": 1}))
+    store.write(store.run_dir("r"), _fill({"run_id": "r", "v": 2}))
+    assert json.loads((store.run_dir("r") / RESULT).read_text())["v"] == 2
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
