@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import OUT, EpochTimer, cached_model, data_source, fresh_store, machine, print_table, subset_train
+from common import OUT, QUICK_TSNE, EpochTimer, cached_model, data_source, fresh_store, machine, print_table, subset_train
 
 from plint_core.data import load_data
 from plint_core.finetune import FinetuneConfig
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--model-epochs", type=int, default=3, help="epochs of the classifier trained for mnist/pneumonia")
-    ap.add_argument("--quick", action="store_true", help="digits, 2 epochs: a smoke run")
+    ap.add_argument("--quick", action="store_true", help="digits, 2 epochs, small t-SNE: a smoke run")
     a = ap.parse_args()
     if a.quick:
         a.data, a.epochs = "digits", 2
@@ -39,7 +39,8 @@ def main() -> None:
     data = load_data(data_source(a.data))
     if a.train_points:
         data = subset_train(data, a.train_points)
-    emb = prepare_embedding(data, bundle, store=RunStore(OUT / "runs"), device=a.device)
+    emb = prepare_embedding(data, bundle, store=RunStore(OUT / "runs"), device=a.device,
+                            config=QUICK_TSNE if a.quick else None)
     pair = most_confused_pair(evaluate(data.test.labels, emb.test_pred, data.n_classes).confusion)
     spec = separate_classes(emb.train_xy, data.train.labels, *pair, distance=emb.scale)
     timer = EpochTimer()

@@ -21,11 +21,14 @@ import torch  # noqa: E402
 
 from plint_core.classifier import TrainConfig, load_model, save_model, train_classifier  # noqa: E402
 from plint_core.data import Dataset, Split, load_data  # noqa: E402
+from plint_core.parametric_tsne import TSNEConfig  # noqa: E402
 from plint_core.store import RunStore  # noqa: E402
 
 SHARED = Path(os.environ.get("PLINT_SHARED_DATA", REPO.parent / "shared" / "data"))
 OUT = REPO / "bench" / "out"
 FIGURES = REPO / "docs" / "figures"
+QUICK_TSNE = TSNEConfig(n_iter=200, early_exaggeration_iter=50, pca_iter=25)
+"""The small t-SNE config of the ``--quick`` smoke runs (structure, not quality or speed)."""
 SOURCES = {"digits": "digits", "mnist": str(SHARED / "mnist70k.npz"), "pneumonia": str(SHARED / "pneumoniamnist.npz")}
 
 

@@ -46,7 +46,7 @@ def color_delta(value: float) -> str:
 st.title("Compare")
 proj = load_project()
 sess = session()
-table = history_table(proj.store.list_runs())
+table = history_table(proj.runs())
 if table.empty:
     st.info("No fine-tuning runs yet: run one on the Fine-tune page.", icon=":material/info:")
     page_link("finetune", "Go to Fine-tune", icon=":material/model_training:")

@@ -154,7 +154,7 @@ elif job is not None:
     run_outcome(job)
 
 st.subheader("Run history")
-table = history_table(proj.store.list_runs())
+table = history_table(proj.runs())
 if table.empty:
     st.caption("No runs stored yet.")
 else:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from plint_app.source_panel import source_section
 from plint_app.ui import (
     EMB_SEED_KEY,
     LAYER_KEY,
@@ -20,6 +21,7 @@ st.title("Model & data")
 st.caption("plint shows how a classifier arranges its data in a 2-D map of one of its layers. You move groups "
            "of points in the map, the classifier is fine-tuned to follow, and the result is compared with a "
            "control that was fine-tuned without your edit.")
+source_section()
 proj = load_project()
 data, spec = proj.data, proj.bundle.spec
 
@@ -52,8 +54,7 @@ if emb is not None:
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Data set")
-    source = "built-in demo: scikit-learn's handwritten digits" if proj.config.data == "digits" else proj.config.data
-    st.markdown(f"**{data.name}** — {source}")
+    st.markdown(f"**{data.name}** — {proj.data_label}")
     m1, m2, m3 = st.columns(3)
     m1.metric("Training images", f"{len(data.train):,}")
     m2.metric("Test images", f"{len(data.test):,}")
@@ -68,8 +69,7 @@ with left:
         st.dataframe(counts, hide_index=True, width="stretch", height=400)
 with right:
     st.subheader("Classifier")
-    model_name = "built-in demo CNN trained on the digits" if proj.config.model == "demo" else proj.config.model
-    st.markdown(f"**{spec.arch}** — {model_name}")
+    st.markdown(f"**{spec.arch}** — {proj.model_label}")
     m1, m2 = st.columns(2)
     m1.metric("Parameters", f"{sum(p.numel() for p in proj.bundle.module.parameters()):,}")
     m2.metric("Device", device_label())

@@ -12,6 +12,9 @@
                           the embedding fitted on the real data (for benchmarks)
 ``PLINT_TORCH_THREADS``   torch's thread count; default: torch's own, capped at the
                           container's CPU quota (see :func:`cpu_quota`)
+``PLINT_ALLOW_PATHS``     ``1``/``true``: the Model & data page may also open a model
+                          and data by their paths on the server (default off, as on
+                          Streamlit Cloud, where viewers may upload files only)
 ========================  =========================================================
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ class AppConfig:
     scale_points: int = 0
     torch_threads: int = 0
     """0 = automatic (:func:`thread_count`)."""
+    allow_paths: bool = False
+    """Whether users may open files by server path (``PLINT_ALLOW_PATHS``); uploads are always allowed."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
@@ -51,7 +56,8 @@ class AppConfig:
                    model=env.get("PLINT_MODEL") or "demo", device=device,
                    tsne=_tsne_config(env.get("PLINT_TSNE_CONFIG", "")),
                    scale_points=_non_negative_int(env.get("PLINT_SCALE_POINTS", ""), "PLINT_SCALE_POINTS"),
-                   torch_threads=_non_negative_int(env.get("PLINT_TORCH_THREADS", ""), "PLINT_TORCH_THREADS"))
+                   torch_threads=_non_negative_int(env.get("PLINT_TORCH_THREADS", ""), "PLINT_TORCH_THREADS"),
+                   allow_paths=_flag(env.get("PLINT_ALLOW_PATHS", ""), "PLINT_ALLOW_PATHS"))
 
     def cache_key(self) -> str:
         """A string naming everything loaded, for in-memory caches shared by sessions."""
@@ -74,6 +80,15 @@ def _tsne_config(text: str) -> TSNEConfig:
         return TSNEConfig.from_dict({**TSNEConfig().to_dict(), **overrides})
     except (TypeError, ValueError) as exc:
         raise PlintError(f"PLINT_TSNE_CONFIG is invalid: {exc}") from exc
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise PlintError(f"{name}={text!r}: use 1 or true to turn it on, 0 or false (or leave it unset) for off")
 
 
 def _non_negative_int(text: str, name: str) -> int:

@@ -1,7 +1,9 @@
 """What the dashboard works on: data, model, run store and the embedding of a layer.
 
 A :class:`Project` is loaded once per configuration and shared read-only by
-all browser sessions. With ``scale_points`` set, the training split shown and
+all browser sessions; a session that loads its own model and data
+(:mod:`plint_app.sources`) gets its own project (:meth:`Project.from_inputs`)
+with the same run store. With ``scale_points`` set, the training split shown and
 fine-tuned is the real one replicated with pixel jitter (:func:`replicate_train`)
 and its coordinates come from the parametric network fitted on the real data
 (:func:`project_embedding`), so large views never need a large t-SNE fit.
@@ -11,13 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import json
+
 import numpy as np
 import torch
 
 from plint_core.classifier import ModelBundle, load_model
 from plint_core.data import Dataset, Split, load_data
+from plint_core.inputs import Inputs
 from plint_core.device import resolve_device
 from plint_core.latents import LayerInfo, extract_latents, list_layers, predict
+from plint_core.model_sources import describe
 from plint_core.pipeline import Embedding, prepare_embedding
 from plint_core.store import RunStore, make_key
 
@@ -29,8 +35,25 @@ JITTER_STD = 0.05
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a session's own model and data came from (for display and run history)."""
+
+    kind: str
+    """``upload`` or ``path``."""
+    model: str
+    """The model's file name (upload) or path, as the user gave it."""
+    data: str
+    notes: tuple[str, ...] = ()
+    """What was assumed or converted on the user's behalf (:attr:`plint_core.inputs.Inputs.notes`)."""
+
+
+@dataclass(frozen=True)
 class Project:
-    """Data, model and store for one :class:`AppConfig`; ``base_data`` is what the embedding is fitted on."""
+    """Data, model and store for one :class:`AppConfig`; ``base_data`` is what the embedding is fitted on.
+
+    ``origin`` is ``None`` for the configured project (``PLINT_DATA``/``PLINT_MODEL``,
+    shared by all sessions) and set for a session's own model and data.
+    """
 
     config: AppConfig
     data: Dataset
@@ -38,21 +61,72 @@ class Project:
     bundle: ModelBundle
     layers: tuple[LayerInfo, ...]
     store: RunStore
+    origin: Origin | None = None
+    key: str = ""
+    """Identity for in-memory caches and shared jobs; see :attr:`cache_key`."""
 
     @classmethod
     def load(cls, config: AppConfig) -> "Project":
-        """Load data and model and check they fit together (raises ``PlintError`` otherwise).
+        """Load the configured data and model and check they fit together (raises ``PlintError`` otherwise).
 
         Also sets torch's thread count (:func:`~plint_app.config.thread_count`).
         """
-        threads = thread_count(config, torch.get_num_threads(), cpu_quota())
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
         base = load_data(config.data)
         bundle = load_model(config.model)
         bundle.check_data(base)
+        return cls._assemble(config, base, bundle)
+
+    @classmethod
+    def from_inputs(cls, config: AppConfig, inputs: Inputs, origin: Origin) -> "Project":
+        """A session's project on a checked model and data (:func:`plint_core.inputs.open_inputs`).
+
+        Its :attr:`cache_key` adds the data's and the weights' fingerprints to the
+        configuration's, so sessions with different inputs never share a cached
+        view or an embedding job (identical inputs may: they give identical results).
+        """
+        key = json.dumps({"config": config.cache_key(), "data": inputs.data.fingerprint(),
+                          "model": inputs.bundle.fingerprint}, sort_keys=True)
+        return cls._assemble(config, inputs.data, inputs.bundle, origin=origin, key=key)
+
+    @classmethod
+    def _assemble(cls, config: AppConfig, base: Dataset, bundle: ModelBundle, **extra) -> "Project":
+        threads = thread_count(config, torch.get_num_threads(), cpu_quota())
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         data = replicate_train(base, config.scale_points) if config.scale_points else base
-        return cls(config, data, base, bundle, tuple(list_layers(bundle)), RunStore(config.runs_dir))
+        return cls(config, data, base, bundle, tuple(list_layers(bundle)), RunStore(config.runs_dir), **extra)
+
+    @property
+    def cache_key(self) -> str:
+        """A string naming everything loaded, for in-memory caches and the embedding job registry."""
+        return self.key or self.config.cache_key()
+
+    @property
+    def data_label(self) -> str:
+        """Where the data came from, in words."""
+        if self.origin is not None:
+            return self.origin.data
+        return "built-in demo: scikit-learn's handwritten digits" if self.config.data == "digits" else self.config.data
+
+    @property
+    def model_label(self) -> str:
+        """Where the model came from, in words."""
+        if self.origin is not None:
+            return f"{self.origin.model} ({describe(self.bundle.spec)})"
+        return "built-in demo CNN trained on the digits" if self.config.model == "demo" else self.config.model
+
+    def owns_run(self, result: dict) -> bool:
+        """Whether a stored run (its ``result.json``) was made on this project's data and model.
+
+        The run store is shared by all sessions and sources; each project's run
+        history lists only its own runs, and only those can be opened on it.
+        """
+        return (result.get("data") == self.data.name and result.get("model") == self.bundle.source
+                and result.get("classes") == list(self.data.class_names))
+
+    def runs(self) -> list[dict]:
+        """This project's finished runs in the store, newest first (see :meth:`owns_run`)."""
+        return [r for r in self.store.list_runs() if self.owns_run(r)]
 
     @property
     def default_layer(self) -> str:

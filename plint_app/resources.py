@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from plint_core.pipeline import Embedding, RunResult, load_run
+from plint_core.workspace import Workspace, sweep_stale
 
 from .config import AppConfig
 from .jobs import Job, JobRegistry
@@ -40,6 +41,26 @@ def project() -> Project:
     return _load_project(config.cache_key(), config)
 
 
+@st.cache_resource(show_spinner=False)
+def _sweep_stale_workspaces() -> int:
+    return sweep_stale()  # once per server process: upload folders left by a crashed one
+
+
+@st.cache_resource(scope="session", on_release=Workspace.close, show_spinner=False)
+def session_workspace() -> Workspace:
+    """This browser session's private upload folder (:class:`~plint_core.workspace.Workspace`).
+
+    Streamlit releases session-scoped resources when the session disconnects,
+    and ``on_release`` removes the folder; a reconnecting session gets a new,
+    empty one (uploads are only kept while they are read, see
+    :mod:`plint_app.sources`). The folder is also removed when the object is
+    garbage-collected or the server exits; one left by a crash is swept by the
+    next server (:func:`~plint_core.workspace.sweep_stale`).
+    """
+    _sweep_stale_workspaces()
+    return Workspace()
+
+
 @st.cache_resource
 def embedding_jobs() -> JobRegistry:
     """The registry of embedding jobs, shared by all sessions of this server."""
@@ -48,7 +69,7 @@ def embedding_jobs() -> JobRegistry:
 
 def embedding_job(proj: Project, layer: str, seed: int, *, start: bool = True, retry: bool = False) -> Job | None:
     """The (shared) job that fits or loads the embedding of ``layer``; started unless ``start`` is false."""
-    key = f"{proj.config.cache_key()}|{layer}|{seed}"
+    key = f"{proj.cache_key}|{layer}|{seed}"
     registry = embedding_jobs()
     if not start:
         return registry.get(key)
@@ -83,7 +104,7 @@ def _scatter_view(key: str, _proj: Project, _emb: Embedding):
 
 def scatter_view(proj: Project, emb: Embedding):
     """The :class:`~plint_app.scatter_view.ScatterView` of ``emb`` (shared, built once)."""
-    return _scatter_view(f"{proj.config.cache_key()}|{emb.key}", proj, emb)
+    return _scatter_view(f"{proj.cache_key}|{emb.key}", proj, emb)
 
 
 @st.cache_resource(max_entries=24)
@@ -95,4 +116,4 @@ def _base_traces(key: str, color_by: str, show_test: bool, _view, _class_names: 
 
 def cached_base_traces(proj: Project, view, color_by: str, show_test: bool) -> tuple:
     """The scatter's data traces for one colour mode (shared; Plotly copies them into each figure)."""
-    return _base_traces(f"{proj.config.cache_key()}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))
+    return _base_traces(f"{proj.cache_key}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))

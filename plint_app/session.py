@@ -1,4 +1,4 @@
-"""Per-browser-session state: the editor, the chosen layer, the running fine-tune job.
+"""Per-browser-session state: the editor, the chosen layer, the running fine-tune job, the own project.
 
 Everything a user changes lives in ``st.session_state`` (one object under
 :data:`KEY`), so two people using the app at once never see each other's
@@ -13,6 +13,7 @@ import streamlit as st
 
 from .editor import Editor
 from .jobs import Job
+from .project import Project
 
 KEY = "plint"
 
@@ -35,6 +36,8 @@ class SessionData:
     upload_seen: str | None = None
     notices: dict[str, tuple[str, str]] = field(default_factory=dict)
     """One-shot messages by page area: ``area -> (kind, text)``, set by callbacks, shown once."""
+    project: Project | None = None
+    """The model and data this session loaded itself; ``None``: the shared, configured project."""
 
     @property
     def chart_key(self) -> str:
@@ -47,6 +50,20 @@ class SessionData:
     def reset_chart(self) -> None:
         self.chart_nonce += 1
         self.last_event = ""
+
+    def use_project(self, project: Project | None) -> None:
+        """Work on ``project`` (``None``: the shared one) from now on, with a fresh editor.
+
+        Selections, moves and the open run name samples, classes and runs of the
+        previous project. A fine-tuning run still going on it finishes in the
+        background and is stored (it then shows in that project's run history).
+        """
+        self.project = project
+        self.editor = Editor()
+        self.run_job = None
+        self.current_run_id = None
+        self.upload_seen = None
+        self.reset_chart()
 
 
 def session() -> SessionData:

@@ -31,10 +31,20 @@ def user_errors() -> Iterator[None]:
         st.error(str(exc), icon=":material/error:")
 
 
+def active_project() -> Project:
+    """This session's project: the model and data it loaded itself, else the shared, configured one.
+
+    Raises ``PlintError`` if the shared project is needed and cannot load.
+    """
+    from .session import session
+
+    return session().project or project()
+
+
 def load_project() -> Project:
-    """The shared project, or an error message and a stopped page if data or model cannot load."""
+    """The session's project (:func:`active_project`), or an error message and a stopped page."""
     try:
-        return project()
+        return active_project()
     except PlintError as exc:
         st.error(f"Cannot load the data or the model: {exc}", icon=":material/error:")
         st.stop()

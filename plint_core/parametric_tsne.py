@@ -91,6 +91,11 @@ class TSNEConfig:
         Points per optimisation step (all points if N is smaller).
     learning_rate : float, default 0.01
         Adam learning rate of the t-SNE phase.
+    final_learning_rate : float or None, default None
+        If set, the learning rate decays linearly from ``learning_rate`` to this
+        value over the steps after early exaggeration, which settles the
+        positions that the sampled repulsion keeps jittering; ``None`` keeps it
+        constant.
     momentum : float, default 0.97
         Adam's β1 in the t-SNE phase; a long average damps the noise of the
         sampled repulsion.
@@ -124,6 +129,7 @@ class TSNEConfig:
     exaggeration: float = 1.0
     batch_size: int = 2000
     learning_rate: float = 0.01
+    final_learning_rate: float | None = None
     momentum: float = 0.97
     n_negatives: int = 512
     pca_iter: int = 100
@@ -144,7 +150,8 @@ class TSNEConfig:
             "early_exaggeration_iter must be >= 0": self.early_exaggeration_iter >= 0,
             "exaggerations must be > 0": self.early_exaggeration > 0 and self.exaggeration > 0,
             "batch_size must be >= 2": self.batch_size >= 2,
-            "learning rates must be > 0": self.learning_rate > 0 and self.pca_learning_rate > 0,
+            "learning rates must be > 0": self.learning_rate > 0 and self.pca_learning_rate > 0
+            and (self.final_learning_rate is None or self.final_learning_rate > 0),
             "momentum must be in [0, 1)": 0 <= self.momentum < 1,
             "n_negatives must be >= 1": self.n_negatives >= 1,
             "pca_iter must be >= 0": self.pca_iter >= 0,
@@ -426,8 +433,11 @@ class ParametricTSNE:
             cache = torch.cat([net(Xt[i : i + 8192]) for i in range(0, n, 8192)])
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.momentum, 0.999))
         batches = self._batches(n, gen, dev)
+        lr_at = self._learning_rates()
         for it in range(cfg.n_iter):
             alpha = cfg.early_exaggeration if it < cfg.early_exaggeration_iter else cfg.exaggeration
+            for group in opt.param_groups:
+                group["lr"] = lr_at(it)
             rows = next(batches)
             with self._autocast():
                 y = net(Xt[rows])
@@ -441,6 +451,20 @@ class ParametricTSNE:
             if (it + 1) % 50 == 0 and it + 1 < cfg.n_iter:
                 report("optimisation", (it + 1) / cfg.n_iter)
         report("optimisation", 1.0)
+
+    def _learning_rates(self) -> Callable[[int], float]:
+        """Step → learning rate: constant, or decaying linearly after early exaggeration."""
+        cfg = self.config
+        if cfg.final_learning_rate is None:
+            return lambda it: cfg.learning_rate
+        start = min(cfg.early_exaggeration_iter, cfg.n_iter)
+        span = max(cfg.n_iter - 1 - start, 1)
+
+        def lr(it: int) -> float:
+            frac = min(max(it - start, 0) / span, 1.0)
+            return cfg.learning_rate + frac * (cfg.final_learning_rate - cfg.learning_rate)
+
+        return lr
 
     # ------------------------------------------------------------ transform
     def transform(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:

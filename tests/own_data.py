@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 import zipfile
 from pathlib import Path
@@ -65,4 +66,18 @@ def files_under(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
 
 
+class WritesAFile:
+    """Pickles to a call of ``open(target, "w")``: loading it with code execution would create ``target``."""
 
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def write_evil_pickle(path: Path, marker: Path, key: str = "fc.weight") -> Path:
+    """A "state_dict" pickle whose loading would run code (create ``marker``)."""
+    with open(path, "wb") as fh:
+        pickle.dump({key: WritesAFile(marker)}, fh)
+    return path

@@ -85,3 +85,22 @@ def test_cancel_stops_the_run(demo, setup):
 def test_bad_hyper_parameters(kwargs, message):
     with pytest.raises(PlintError, match=message):
         FinetuneConfig(**kwargs)
+
+
+def test_same_spec_and_seed_give_identical_runs(digits, demo, tmp_path):
+    """Two runs of one spec and seed on the CPU, each computed in its own store: identical metrics and weights."""
+    from plint_core.intervention import separate_classes
+    from plint_core.parametric_tsne import TSNEConfig
+    from plint_core.pipeline import prepare_embedding, run_intervention
+    from plint_core.store import RunStore
+
+    small = TSNEConfig(n_iter=60, early_exaggeration_iter=20, pca_iter=10, n_landmarks=64, hidden=(32,))
+    emb = prepare_embedding(digits, demo, config=small, store=RunStore(tmp_path / "emb"), device="cpu")
+    spec = separate_classes(emb.train_xy, digits.train.labels, 1, 8, distance=emb.scale)
+    cfg = FinetuneConfig(epochs=2, seed=3, device="cpu")
+    runs = [run_intervention(digits, demo, emb, spec, cfg, store=RunStore(tmp_path / f"runs{k}")) for k in (0, 1)]
+    assert not runs[1].cache_hit
+    for key in ("accuracy", "confusion", "per_class", "target_distance"):
+        assert runs[0].result[key] == runs[1].result[key], key
+    for name in ("finetuned.safetensors", "control.safetensors"):
+        assert (runs[0].directory / name).read_bytes() == (runs[1].directory / name).read_bytes()

@@ -25,8 +25,8 @@ from plint_core.model_sources import IMAGENET_MEAN, OUTPUT_LAYER, ModelOptions, 
 from plint_core.inputs import open_inputs
 from plint_core.torchvision_models import build_torchvision
 
-from own_data import (CLASSES, files_under, save_scripted, save_torchscript, write_image_folder,
-                      zip_folder)
+from own_data import (CLASSES, WritesAFile, files_under, save_scripted, save_torchscript, write_evil_pickle,
+                      write_image_folder, zip_folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,19 +163,11 @@ def test_state_dict_mismatches_are_explained(files, kwargs, message):
 
 # ---------------------------------------------------------------- refusals
 
-class _WritesAFile:
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
 def test_pickles_that_would_run_code_are_refused_and_write_nothing(tmp_path):
     marker = tmp_path / "pwned.txt"
     with open(tmp_path / "raw.pt", "wb") as fh:
-        pickle.dump({"conv1.weight": _WritesAFile(marker)}, fh)
-    torch.save({"conv1.weight": _WritesAFile(marker)}, tmp_path / "zipped.pt")
+        pickle.dump({"conv1.weight": WritesAFile(marker)}, fh)
+    torch.save({"conv1.weight": WritesAFile(marker)}, tmp_path / "zipped.pt")
     torch.save(nn.Linear(2, 2), tmp_path / "whole_module.pth")
     for name in ("raw.pt", "zipped.pt", "whole_module.pth"):
         with pytest.raises(PlintError, match="could run code"):
@@ -262,9 +254,7 @@ def _bad_inputs(tmp_path, files) -> dict:
     bad["fixed"] = save_scripted(nn.Sequential(nn.Flatten(), nn.Linear(256, 3)), tmp_path / "fixed.pt")
     bad["dotdot_zip"] = zip_folder(files["folder"], tmp_path / "escape.zip",
                                    extra={"../escape.png": (files["folder"] / "apple" / "000.png").read_bytes()})
-    with open(tmp_path / "evil.pt", "wb") as fh:
-        pickle.dump({"fc.weight": _WritesAFile(tmp_path / "pwned.txt")}, fh)
-    bad["evil"] = tmp_path / "evil.pt"
+    bad["evil"] = write_evil_pickle(tmp_path / "evil.pt", tmp_path / "pwned.txt")
     bad["empty_img"] = write_image_folder(tmp_path / "holey", n_per_class=4)
     (bad["empty_img"] / "cherry" / "001.png").write_bytes(b"")
     (tmp_path / "table.csv").write_text("a,b\n")

@@ -1,0 +1,94 @@
+"""Opening a session's own model and data: uploaded files or (if allowed) server paths.
+
+Pure Python (no Streamlit): the Model & data page collects the files or
+paths and the options, and these functions turn them into a checked
+:class:`~plint_core.inputs.Inputs` with :func:`plint_core.inputs.open_inputs`,
+which explains every problem in a :class:`~plint_core.errors.PlintError`.
+
+Uploads are written into the session's :class:`~plint_core.workspace.Workspace`
+(never over a file) only for as long as they are read: the loaded model and
+data live in memory, so the files are removed again whether the load
+succeeds or not, and nothing a user uploads stays on the server's disk.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Protocol
+
+from plint_core.errors import PlintError
+from plint_core.inputs import Inputs, open_inputs
+from plint_core.model_sources import ModelOptions, parse_floats, parse_names, parse_size
+from plint_core.workspace import MAX_UPLOAD_BYTES, Workspace
+
+KINDS = {"demo": "Built-in demo", "upload": "Upload files", "path": "Paths on the server"}
+"""Source choices of the Model & data page; ``path`` only where ``PLINT_ALLOW_PATHS`` is set."""
+MODEL_TYPES = ("pt", "pth", "ckpt", "bin", "safetensors", "ts", "torchscript", "jit")
+"""Model file suffixes accepted (TorchScript is recognised by content; see :mod:`plint_core.model_sources`)."""
+DATA_TYPES = ("zip", "npz")
+"""Data file suffixes accepted for upload: a zipped image folder or an ``.npz``."""
+
+
+class Upload(Protocol):
+    """What an uploaded file offers (Streamlit's ``UploadedFile`` is one): a name, a size and ``read``."""
+
+    name: str
+    size: int
+
+    def read(self, n: int = -1) -> bytes: ...
+
+    def seek(self, offset: int) -> int: ...
+
+
+def parse_options(*, arch: str | None = None, classes: str = "", input_size: str = "", channels: int | None = None,
+                  mean: str = "", std: str = "") -> ModelOptions:
+    """The form's fields as :class:`ModelOptions`; empty text (or ``None``) leaves a field to the sidecar or data.
+
+    Same syntax as the CLI's ``--classes a,b,c``, ``--input-size 64`` or
+    ``224x288`` (height × width, pixels), ``--mean``/``--std`` one value or one
+    per channel. Raises :class:`PlintError` naming the field that is malformed.
+    """
+    def text(name: str, value: str, parse):
+        value = (value or "").strip()
+        if not value:
+            return None
+        try:
+            return parse(value)
+        except PlintError as exc:
+            raise PlintError(f"{name}: {exc}") from None
+
+    return ModelOptions(arch=arch or None, classes=text("classes", classes, parse_names),
+                        input_size=text("input size", input_size, parse_size), channels=channels,
+                        mean=text("mean", mean, parse_floats), std=text("std", std, parse_floats))
+
+
+def load_uploads(workspace: Workspace, model: Upload | None, data: Upload | None, options: ModelOptions, *,
+                 sidecar: Upload | None = None, max_bytes: int | None = None) -> Inputs:
+    """Open uploaded ``model`` (+ optional JSON ``sidecar``) and ``data`` via ``workspace``.
+
+    Each upload may be at most ``max_bytes`` (default :data:`MAX_UPLOAD_BYTES`,
+    200 MiB). The saved files are removed before this returns or raises.
+    """
+    if model is None or data is None:
+        raise PlintError(f"upload {'a model' if model is None else 'the data'} first, then load")
+    limit = MAX_UPLOAD_BYTES if max_bytes is None else max_bytes
+    with ExitStack() as saved:
+        def save(upload: Upload) -> Path:
+            upload.seek(0)  # a retry after a failed load reads the same upload again
+            path = workspace.save_upload(upload.name, upload, max_bytes=limit)
+            saved.callback(path.unlink, missing_ok=True)
+            return path
+
+        model_path, data_path = save(model), save(data)
+        sidecar_path = save(sidecar) if sidecar is not None else None
+        return open_inputs(model_path, data_path, options, sidecar=sidecar_path)
+
+
+def load_paths(model: str, data: str, options: ModelOptions, *, sidecar: str = "") -> Inputs:
+    """Open the model and data at server paths (files are only read; ``~`` is expanded)."""
+    model, data, sidecar = (model or "").strip(), (data or "").strip(), (sidecar or "").strip()
+    if not model or not data:
+        raise PlintError(f"give the path of {'the model' if not model else 'the data'}, then load")
+    return open_inputs(Path(model).expanduser(), Path(data).expanduser(), options,
+                       sidecar=Path(sidecar).expanduser() if sidecar else None)
+

@@ -1,0 +1,75 @@
+"""The benchmark scripts' ``--quick`` smoke runs: they run from a clean checkout and print sane tables.
+
+Each runs as a subprocess with one thread (OMP_NUM_THREADS=1) on digits; the
+speed and quality goals are judged only by the full runs (bench/RESULTS.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_quick(script: str) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], cwd=BENCH, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def table_rows(out: str, first_header: str) -> list[list[str]]:
+    """Body rows (cells) of the Markdown table whose header starts with ``| first_header |``."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_bench_pli_quick():
+    out = run_quick("bench_pli.py")
+    assert "QUICK" in out.splitlines()[0]
+    seeds = table_rows(out, "seed")
+    assert [r[0] for r in seeds] == ["0", "1", "mean"] and all(len(r) == 10 for r in seeds)
+    for r in seeds:
+        assert all(0.9 <= float(v) <= 1.0 for v in r[1:4])  # accuracy before / control / after on digits
+        assert all(float(v) >= 0 for v in r[4:])
+    goals = table_rows(out, "goal")
+    assert len(goals) == 3 and all(r[2] in ("PASS", "MISS") for r in goals)
+    assert [r[0] for r in table_rows(out, "class")] == [str(k) for k in range(10)]
+    sweep = table_rows(out, "λ")
+    assert [float(r[0]) for r in sweep] == [0.0, 0.1, 0.5]
+    assert float(sweep[2][1]) < float(sweep[0][1])  # λ = 0.5 pulls the moved points nearer their targets than the control
+    assert "identical metrics" in out
+    result = json.loads((BENCH / "out" / "pli_quick.json").read_text())
+    assert result["problems"] == [] and result["datasets"][0]["reproducible"]
+
+
+def test_bench_demo_quick():
+    out = run_quick("bench_demo.py")
+    stages = table_rows(out, "command")
+    assert [r[0] for r in stages] == ["(each)"] + ["embed"] * 7 + ["run"] * 4
+    result = json.loads((BENCH / "out" / "demo_quick.json").read_text())
+    parts = 2 * result["import_seconds"] + sum(s["seconds"] for s in result["stages"][1:])
+    assert abs(parts - result["total_seconds"]) < 1e-6 and result["problems"] == []
+    assert re.search(r"total [\d.]+ s \(goal ≤ 30 s: not judged in a quick run\)", out)
+
+
+def test_bench_finetune_quick():
+    (row,) = table_rows(out := run_quick("bench_finetune.py"), "data")
+    assert row[:3] == ["digits", "1437", "cpu"], out
+    assert 0.5 < float(row[6]) < 5  # PLI/control seconds per epoch
+
+
+def test_bench_ptsne_quick():
+    out = run_quick("bench_ptsne.py")
+    assert [r[0] for r in table_rows(out, "method")][0] == "plint ParametricTSNE"
+    assert len(table_rows(out, "goal")) == 4
