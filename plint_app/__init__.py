@@ -2,7 +2,9 @@
 
 Pure modules (no Streamlit import, unit-testable): :mod:`.config`,
 :mod:`.project`, :mod:`.jobs`, :mod:`.editor`, :mod:`.chart_events`,
-:mod:`.scatter`, :mod:`.metrics_view`, :mod:`.thumbnails`, :mod:`.history`.
+:mod:`.scatter`, :mod:`.metrics_view`, :mod:`.thumbnails`, :mod:`.history`,
+:mod:`.sources` (opening a user's model and data).
 Streamlit glue: :mod:`.resources` (shared caches), :mod:`.session` (per-browser
-state) and :mod:`.ui` (small widgets shared by the pages).
+state), :mod:`.ui` (small widgets shared by the pages) and :mod:`.source_panel`
+(the Model & data page's Source section).
 """

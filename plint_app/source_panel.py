@@ -21,7 +21,7 @@ from .config import AppConfig
 from .project import Origin, Project
 from .resources import app_config, session_workspace
 from .session import SessionData, session
-from .sources import DATA_TYPES, KINDS, MODEL_TYPES, load_paths, load_uploads, parse_options
+from .sources import DATA_SUFFIXES, KINDS, MODEL_SUFFIXES, load_paths, load_uploads, parse_options
 from .ui import LAYER_KEY, show_flash
 
 LOG = logging.getLogger("plint_app")
@@ -58,8 +58,8 @@ def source_section() -> None:
     elif kind == "path":
         path_form(config, sess)
     elif sess.project is None:
-        st.caption("The built-in demo is loaded: a small CNN on scikit-learn's handwritten digits. Choose "
-                   "*Upload files* to work on your own classifier and images.")
+        st.caption("The app's own model and data are loaded (below). Choose *Upload files* to work on your "
+                   "own classifier and images.")
 
 
 def loaded_panel(sess: SessionData) -> None:
@@ -73,7 +73,7 @@ def loaded_panel(sess: SessionData) -> None:
              f"Model: {describe(proj.bundle.spec)}."]
     lines += [f"- {note}" for note in origin.notes]
     st.info("\n".join(lines), icon=":material/upload_file:")
-    st.button("Back to the demo", on_click=use_demo, icon=":material/undo:",
+    st.button("Back to the demo", key="w_source_demo", on_click=use_demo, icon=":material/undo:",
               help="Work on the built-in demo again; your model and data are dropped from this session.")
 
 
@@ -121,7 +121,7 @@ def upload_form(config: AppConfig, sess: SessionData) -> None:
     c1, c2, c3 = st.columns(3)
     model = c1.file_uploader("Model", key=f"w_up_model_{nonce}",
                              help="TorchScript (torch.jit.save), a state_dict (.pt, .pth, .ckpt, .bin) or "
-                                  f".safetensors; accepted: {', '.join('.' + t for t in MODEL_TYPES)}. "
+                                  f".safetensors; accepted: {', '.join(MODEL_SUFFIXES)}. "
                                   "Pickles that would run code are refused.")
     sidecar = c2.file_uploader("Sidecar (optional)", type=["json"], key=f"w_up_sidecar_{nonce}",
                                help="The JSON that plint_core train writes beside the weights (arch, classes, "
@@ -129,7 +129,7 @@ def upload_form(config: AppConfig, sess: SessionData) -> None:
     data = c3.file_uploader("Data", key=f"w_up_data_{nonce}",
                             help="A .zip of an image folder (one sub-folder per class, optionally under train/ and "
                                  f"test/) or an .npz (MedMNIST layout, or images + labels); accepted: "
-                                 f"{', '.join('.' + t for t in DATA_TYPES)}.")
+                                 f"{', '.join(DATA_SUFFIXES)}.")
     fields = option_fields("w_up")
     if st.button("Load", type="primary", key="w_up_load", icon=":material/upload:"):
         origin = Origin("upload", getattr(model, "name", ""), getattr(data, "name", ""))

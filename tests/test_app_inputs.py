@@ -184,7 +184,7 @@ def test_upload_is_used_by_every_page_until_back_to_the_demo(sessions_dir, files
     assert any("No fine-tuning runs yet" in i for i in texts(at.info)), "runs of other data are not offered"
 
     at.switch_page("pages/model_data.py").run()
-    at.button(key=[b.key for b in at.button if b.label == "Back to the demo"][0]).click().run()
+    at.button(key="w_source_demo").click().run()
     assert own_project(at) is None and counts(at)[1:] == (1437, 360)
     assert at.selectbox(key="w_layer").value == "logits"
     assert any("Back to the built-in demo" in i for i in texts(at.info))
@@ -220,7 +220,7 @@ REJECTED = [  # (how, model, data, sidecar, options, words of the message)
     ("upload", "ts", "bad_labels", None, {}, "labels contain -1: class indices must be 0..K-1"),
     ("upload", "ts", "no_test_zip", None, {}, "class(es) ['cherry'] have no samples in the test split"),
     ("upload", "ts", "one_class_zip", None, {}, "has 1 class folder(s) ['apple']: a classifier needs at least 2"),
-    ("upload", "ts", "broken_zip", None, {}, "cannot read image 'cherry/001.png'"),
+    ("upload", "ts", "broken_zip", None, {}, "cannot read image 'broken/cherry/001.png': it is truncated, corrupt or not an image"),
     ("upload", "cut", "zip", "unknown_arch", {}, "unknown architecture 'resnet999'"),
     ("upload", "cut", "zip", None, {"arch": "plint-cnn", "size": "16"}, "corrupt or truncated"),
     ("upload", "onnx", "zip", None, {}, "unsupported model file type '.onnx'"),
@@ -313,6 +313,10 @@ def test_loaders_read_then_remove_the_uploads(tmp_path, files):
         again = load_uploads(ws, model, FakeUpload(files["zip"]), ModelOptions())  # the same upload, re-read
         assert again.bundle.fingerprint == inputs.bundle.fingerprint
         assert sorted(p.name for p in ws.root.iterdir()) == [MARKER]
+        sneaky = FakeUpload(files["ts"])
+        sneaky.name = "../../data/demo_cnn.pt"
+        load_uploads(ws, sneaky, FakeUpload(files["zip"]), ModelOptions())
+        assert [p.name for p in tmp_path.iterdir()] == [ws.root.name], "nothing is written outside the workspace"
     assert not ws.root.exists()
     with pytest.raises(PlintError, match="give the path of the data"):
         load_paths(str(files["ts"]), " ", ModelOptions())
