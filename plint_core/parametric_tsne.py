@@ -61,10 +61,13 @@ class TSNEConfig:
 
     Attributes
     ----------
-    perplexity : float, default 30.0
+    perplexity : float, default 15.0
         Effective number of neighbours of the input affinities;
         ``k = min(N − 1, 3 × perplexity)`` exact nearest neighbours are used.
-        Clamped to ``(N − 1) / 3`` when N is small.
+        Clamped to ``(N − 1) / 3`` when N is small.  Lower than t-SNE's usual
+        30: on 10k CNN logits it keeps more exact 10-neighbourhoods (kNN
+        recall@10 0.32 vs 0.30 at 2,500 steps) with half the attraction edges,
+        so each step is cheaper.
     hidden : tuple of int, default (256, 128)
         Widths (units) of the hidden layers of the MLP.
     activation : str, default "relu"
@@ -78,12 +81,18 @@ class TSNEConfig:
     max_fit_points : int, default 10_000
         Fit on at most this many points, drawn with ``random_state``; the rest
         are only embedded by :meth:`ParametricTSNE.transform`.
-    n_iter : int, default 1500
+    n_iter : int, default 2500
         Number of t-SNE optimisation steps (mini-batches), early exaggeration
-        included.
+        included; fewer on small data (``max_visits``).
+    max_visits : int, default 800
+        At most this many steps per fitted point on average: with N points and
+        batch size B, ``min(n_iter, ceil(max_visits · N / B))`` steps are run
+        and the early-exaggeration phase shrinks in proportion.  Small data
+        sets, fitted in full batches, converge in fewer steps (the digits'
+        1,437 points reach the same kNN recall in 800 steps as in 2,500).
     early_exaggeration : float, default 12.0
         Attraction multiplier α during the first ``early_exaggeration_iter`` steps.
-    early_exaggeration_iter : int, default 300
+    early_exaggeration_iter : int, default 250
         Length of the early-exaggeration phase (steps).
     exaggeration : float, default 1.0
         Attraction multiplier after the early phase (1 = plain t-SNE).
@@ -91,11 +100,6 @@ class TSNEConfig:
         Points per optimisation step (all points if N is smaller).
     learning_rate : float, default 0.01
         Adam learning rate of the t-SNE phase.
-    final_learning_rate : float or None, default None
-        If set, the learning rate decays linearly from ``learning_rate`` to this
-        value over the steps after early exaggeration, which settles the
-        positions that the sampled repulsion keeps jittering; ``None`` keeps it
-        constant.
     momentum : float, default 0.97
         Adam's β1 in the t-SNE phase; a long average damps the noise of the
         sampled repulsion.
@@ -117,19 +121,19 @@ class TSNEConfig:
         loss and ``transform`` stay float32.
     """
 
-    perplexity: float = 30.0
+    perplexity: float = 15.0
     hidden: tuple[int, ...] = (256, 128)
     activation: str = "relu"
     n_landmarks: int = 512
     landmark_width: float = 1.0
     max_fit_points: int = 10_000
-    n_iter: int = 1500
+    n_iter: int = 2500
+    max_visits: int = 800
     early_exaggeration: float = 12.0
-    early_exaggeration_iter: int = 300
+    early_exaggeration_iter: int = 250
     exaggeration: float = 1.0
     batch_size: int = 2000
     learning_rate: float = 0.01
-    final_learning_rate: float | None = None
     momentum: float = 0.97
     n_negatives: int = 512
     pca_iter: int = 100
@@ -147,11 +151,11 @@ class TSNEConfig:
             "landmark_width must be > 0": self.landmark_width > 0,
             f"max_fit_points must be >= {_MIN_POINTS}": self.max_fit_points >= _MIN_POINTS,
             "n_iter must be >= 0": self.n_iter >= 0,
+            "max_visits must be >= 1": self.max_visits >= 1,
             "early_exaggeration_iter must be >= 0": self.early_exaggeration_iter >= 0,
             "exaggerations must be > 0": self.early_exaggeration > 0 and self.exaggeration > 0,
             "batch_size must be >= 2": self.batch_size >= 2,
-            "learning rates must be > 0": self.learning_rate > 0 and self.pca_learning_rate > 0
-            and (self.final_learning_rate is None or self.final_learning_rate > 0),
+            "learning rates must be > 0": self.learning_rate > 0 and self.pca_learning_rate > 0,
             "momentum must be in [0, 1)": 0 <= self.momentum < 1,
             "n_negatives must be >= 1": self.n_negatives >= 1,
             "pca_iter must be >= 0": self.pca_iter >= 0,
@@ -433,11 +437,9 @@ class ParametricTSNE:
             cache = torch.cat([net(Xt[i : i + 8192]) for i in range(0, n, 8192)])
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.momentum, 0.999))
         batches = self._batches(n, gen, dev)
-        lr_at = self._learning_rates()
-        for it in range(cfg.n_iter):
-            alpha = cfg.early_exaggeration if it < cfg.early_exaggeration_iter else cfg.exaggeration
-            for group in opt.param_groups:
-                group["lr"] = lr_at(it)
+        steps, early = self.schedule(n)
+        for it in range(steps):
+            alpha = cfg.early_exaggeration if it < early else cfg.exaggeration
             rows = next(batches)
             with self._autocast():
                 y = net(Xt[rows])
@@ -448,23 +450,16 @@ class ParametricTSNE:
             opt.zero_grad(set_to_none=True)
             y.backward(grad)
             opt.step()
-            if (it + 1) % 50 == 0 and it + 1 < cfg.n_iter:
-                report("optimisation", (it + 1) / cfg.n_iter)
+            if (it + 1) % 50 == 0 and it + 1 < steps:
+                report("optimisation", (it + 1) / steps)
         report("optimisation", 1.0)
 
-    def _learning_rates(self) -> Callable[[int], float]:
-        """Step → learning rate: constant, or decaying linearly after early exaggeration."""
+    def schedule(self, n: int) -> tuple[int, int]:
+        """``(steps, early-exaggeration steps)`` of the t-SNE phase for ``n`` fitted points."""
         cfg = self.config
-        if cfg.final_learning_rate is None:
-            return lambda it: cfg.learning_rate
-        start = min(cfg.early_exaggeration_iter, cfg.n_iter)
-        span = max(cfg.n_iter - 1 - start, 1)
-
-        def lr(it: int) -> float:
-            frac = min(max(it - start, 0) / span, 1.0)
-            return cfg.learning_rate + frac * (cfg.final_learning_rate - cfg.learning_rate)
-
-        return lr
+        steps = min(cfg.n_iter, -(-cfg.max_visits * n // min(cfg.batch_size, n)))
+        early = cfg.early_exaggeration_iter if steps == cfg.n_iter else round(cfg.early_exaggeration_iter * steps / cfg.n_iter)
+        return steps, early
 
     # ------------------------------------------------------------ transform
     def transform(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:

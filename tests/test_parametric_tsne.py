@@ -136,6 +136,19 @@ def test_max_fit_points_subsamples():
     assert est.transform(X).shape == (300, 2)
 
 
+def test_small_data_runs_fewer_steps():
+    """Full batches on small data: steps are capped by max_visits, early exaggeration shrinks with them."""
+    cfg = TSNEConfig()  # the defaults: 2500 steps of 2000 points, 800 visits per point at most
+    assert ParametricTSNE(cfg).schedule(10_000) == (2500, 250)
+    assert ParametricTSNE(cfg).schedule(1437) == (800, 80)
+    assert ParametricTSNE(cfg).schedule(5_000) == (2000, 200)
+    X = _blobs(n=100)
+    steps = []
+    small = TSNEConfig(**{**TINY.to_dict(), "n_iter": 400, "max_visits": 100, "batch_size": 100})
+    ParametricTSNE(small, random_state=0).fit(X, progress=lambda stage, f: steps.append(f) if stage == "optimisation" else None)
+    assert steps[1:-1] == [50 / 100]  # 100 steps run (progress every 50), not 400
+
+
 # ------------------------------------------------------------ module & I/O
 def test_module_is_frozen_and_differentiable(fitted, latents):
     est, _ = fitted
@@ -201,7 +214,7 @@ def test_transform_errors(fitted):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"perplexity": 1.0}, {"hidden": (0,)}, {"activation": "tanh"}, {"n_iter": -1}, {"batch_size": 1},
+    "kwargs", [{"perplexity": 1.0}, {"hidden": (0,)}, {"activation": "tanh"}, {"n_iter": -1}, {"max_visits": 0}, {"batch_size": 1},
                {"learning_rate": 0.0}, {"momentum": 1.0}, {"max_fit_points": 2}]
 )
 def test_bad_config_raises(kwargs):
