@@ -258,7 +258,7 @@ def _tsne_gradient(
     y: torch.Tensor,
     rows: torch.Tensor,
     cache: torch.Tensor,
-    neighbours: _Neighbours,
+    edges: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     negatives: torch.Tensor,
     alpha: float,
 ) -> torch.Tensor:
@@ -269,9 +269,10 @@ def _tsne_gradient(
     [M] (shared by the whole batch; a point is never its own negative), with
     ``Z ≈ N (N − 1) · mean(w)`` over the same pairs.  Other points sit at their
     ``cache`` positions.  Scaled by ``N / B`` to estimate the full sum.
+    ``edges`` is ``_Neighbours.edges_of(rows)``.
     """
     n = cache.shape[0]
-    local, col, p = neighbours.edges_of(rows)
+    local, col, p = edges
     diff = y[local] - cache[col]
     w = torch.reciprocal(1.0 + diff.pow(2).sum(1))
     grad = torch.zeros_like(y).index_add_(0, local, (4.0 * alpha * p * w).unsqueeze(1) * diff)
@@ -289,6 +290,29 @@ def _tsne_gradient(
     repulsion = y * w2.sum(1, keepdim=True) - w2 @ c  # Σ_s w_is² (y_i − c_s)
     grad -= (4.0 * (n - 1) / (negatives.numel() * z)) * repulsion
     return grad * (n / len(rows))
+
+
+class _EdgeBatches:
+    """Shuffled passes over ``n`` points in batches of about ``b``, with each batch's kNN edges.
+
+    The points are partitioned at random into ``ceil(n / b)`` batches whose
+    edge lists are gathered once and reused for ``reuse`` passes (each pass
+    visits the batches in a new order), then re-partitioned: gathering edges
+    costs about as much as the attraction itself.
+    """
+
+    def __init__(self, neighbours: _Neighbours, n: int, b: int, gen: torch.Generator, device: torch.device,
+                 reuse: int = 10) -> None:
+        self.neighbours, self.n, self.gen, self.device, self.reuse = neighbours, n, gen, device, reuse
+        self.n_batches = -(-n // min(b, n))
+
+    def __iter__(self):
+        while True:
+            perm = torch.randperm(self.n, generator=self.gen, device=self.device)
+            batches = [(rows, self.neighbours.edges_of(rows)) for rows in torch.tensor_split(perm, self.n_batches)]
+            for _ in range(self.reuse):
+                for k in torch.randperm(self.n_batches, generator=self.gen).tolist():
+                    yield batches[k]
 
 
 class ParametricTSNE:
@@ -436,16 +460,16 @@ class ParametricTSNE:
         with torch.no_grad():
             cache = torch.cat([net(Xt[i : i + 8192]) for i in range(0, n, 8192)])
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.momentum, 0.999))
-        batches = self._batches(n, gen, dev)
+        batches = iter(_EdgeBatches(neighbours, n, cfg.batch_size, gen, dev))
         steps, early = self.schedule(n)
         for it in range(steps):
             alpha = cfg.early_exaggeration if it < early else cfg.exaggeration
-            rows = next(batches)
+            rows, edges = next(batches)
             with self._autocast():
                 y = net(Xt[rows])
             negatives = torch.randint(0, n, (cfg.n_negatives,), generator=gen, device=dev)
             with torch.no_grad():
-                grad = _tsne_gradient(y.detach(), rows, cache, neighbours, negatives, alpha)
+                grad = _tsne_gradient(y.detach(), rows, cache, edges, negatives, alpha)
                 cache[rows] = y.detach()
             opt.zero_grad(set_to_none=True)
             y.backward(grad)
