@@ -75,6 +75,12 @@ class TSNEConfig:
     n_landmarks : int, default 512
         Number of radial-basis landmark features (centres drawn from the fitted
         points; at most N).  0 disables them (plain MLP).
+    landmark_min_points : int, default 2000
+        Landmark features are used only when at least this many points are
+        fitted.  On fewer points a plain MLP already has the capacity, and its
+        smoother map lets fine-tuning follow an edit: on the digits (1,437
+        points) the PLI run closed 75 % of the distance to its targets without
+        landmarks, but only 48 % with 512 (the quality metrics barely differ).
     landmark_width : float, default 1.0
         Width σ of the landmark Gaussians, in units of the median distance from
         a fitted point to its nearest landmark (after standardisation).
@@ -125,6 +131,7 @@ class TSNEConfig:
     hidden: tuple[int, ...] = (256, 128)
     activation: str = "relu"
     n_landmarks: int = 512
+    landmark_min_points: int = 2000
     landmark_width: float = 1.0
     max_fit_points: int = 10_000
     n_iter: int = 2500
@@ -147,7 +154,7 @@ class TSNEConfig:
             "perplexity must be > 1": self.perplexity > 1,
             "hidden widths must be positive": all(h > 0 for h in self.hidden),
             f"activation must be one of {sorted(_ACTIVATIONS)}": self.activation in _ACTIVATIONS,
-            "n_landmarks must be >= 0": self.n_landmarks >= 0,
+            "n_landmarks and landmark_min_points must be >= 0": self.n_landmarks >= 0 and self.landmark_min_points >= 0,
             "landmark_width must be > 0": self.landmark_width > 0,
             f"max_fit_points must be >= {_MIN_POINTS}": self.max_fit_points >= _MIN_POINTS,
             "n_iter must be >= 0": self.n_iter >= 0,
@@ -392,7 +399,7 @@ class ParametricTSNE:
     def _build_net(self, Xt: torch.Tensor, rng: np.random.Generator, seed: int) -> _EmbeddingNet:
         cfg = self.config
         n, d = Xt.shape
-        k = min(cfg.n_landmarks, n)
+        k = min(cfg.n_landmarks, n) if n >= cfg.landmark_min_points else 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = _EmbeddingNet(d, k, cfg.hidden, cfg.activation)

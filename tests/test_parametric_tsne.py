@@ -15,8 +15,10 @@ from plint_core.parametric_tsne import ParametricTSNE, TSNEConfig
 from plint_core.quality import embedding_quality
 
 # Small but real: enough steps on digits for a good embedding, a few seconds on one core.
-FAST = TSNEConfig(n_iter=250, early_exaggeration_iter=60, pca_iter=25, n_landmarks=256, hidden=(128, 64))
-TINY = TSNEConfig(n_iter=20, early_exaggeration_iter=5, pca_iter=5, n_landmarks=32, hidden=(16,), batch_size=64)
+FAST = TSNEConfig(n_iter=250, early_exaggeration_iter=60, pca_iter=25, n_landmarks=256, landmark_min_points=0,
+                  hidden=(128, 64))
+TINY = TSNEConfig(n_iter=20, early_exaggeration_iter=5, pca_iter=5, n_landmarks=32, landmark_min_points=0, hidden=(16,),
+                  batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +136,15 @@ def test_max_fit_points_subsamples():
     est.fit(X)
     assert est.module.landmarks.shape[0] == 32  # drawn from the 50 fitted points
     assert est.transform(X).shape == (300, 2)
+
+
+def test_landmarks_only_on_enough_points():
+    X = _blobs(n=120)
+    few = TSNEConfig(**{**TINY.to_dict(), "landmark_min_points": 121})
+    assert ParametricTSNE(few, random_state=0).fit(X).module.landmarks.shape[0] == 0
+    enough = TSNEConfig(**{**TINY.to_dict(), "landmark_min_points": 120})
+    assert ParametricTSNE(enough, random_state=0).fit(X).module.landmarks.shape[0] == 32
+    assert TSNEConfig().landmark_min_points == 2000  # the digits (1,437 points) get a plain MLP
 
 
 def test_small_data_runs_fewer_steps():
