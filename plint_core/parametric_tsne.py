@@ -220,9 +220,13 @@ class _EmbeddingNet(nn.Module):
         if not self.landmarks.shape[0]:
             return z
         c = self.landmarks
-        d2 = (z.pow(2).sum(1, keepdim=True) - 2.0 * z @ c.T + c.pow(2).sum(1)).clamp_min(0.0)
-        # Clamped so that far landmarks give tiny normal floats, not denormals.
-        phi = torch.exp(-(self.landmark_gamma * d2).clamp_max(80.0))
+        if torch.is_grad_enabled() and z.requires_grad:
+            d2 = (z.pow(2).sum(1, keepdim=True) - 2.0 * z @ c.T + c.pow(2).sum(1)).clamp_min(0.0)
+            # Clamped so that far landmarks give tiny normal floats, not denormals.
+            phi = torch.exp(-(self.landmark_gamma * d2).clamp_max(80.0))
+        else:  # the same in place, when no gradient w.r.t. the input is needed (fitting, transform)
+            phi = torch.addmm(c.pow(2).sum(1).unsqueeze(0), z, c.T, alpha=-2.0).add_(z.pow(2).sum(1, keepdim=True))
+            phi.clamp_min_(0.0).mul_(-self.landmark_gamma).clamp_min_(-80.0).exp_()
         return torch.cat([z, phi], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -466,7 +470,8 @@ class ParametricTSNE:
         report("optimisation", 0.0)
         with torch.no_grad():
             cache = torch.cat([net(Xt[i : i + 8192]) for i in range(0, n, 8192)])
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.momentum, 0.999))
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.momentum, 0.999),
+                               fused=dev.type in ("cpu", "cuda"))
         batches = iter(_EdgeBatches(neighbours, n, cfg.batch_size, gen, dev))
         steps, early = self.schedule(n)
         for it in range(steps):
