@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 from common import QUICK_TSNE, machine, print_table, write_json  # noqa: E402 (imports torch)
 
 from plint_core import cli  # noqa: E402
+from plint_core.parametric_tsne import TSNEConfig  # noqa: E402
 
 IMPORT_S = time.perf_counter() - T0
 GOAL_S = 30.0
@@ -120,7 +121,8 @@ def main() -> None:
     out = write_json(f"demo_{'quick' if a.quick else 'full'}.json", {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "quick": a.quick, "stages": rows,
         "import_seconds": IMPORT_S, "embed_seconds": embed_s, "run_seconds": run_s, "total_seconds": total,
-        "goal_seconds": GOAL_S, "result": verdict, "accuracy": result["accuracy"],
+        "goal_seconds": GOAL_S, "result": verdict, "tsne": (QUICK_TSNE if a.quick else TSNEConfig()).to_dict(),
+        "finetune": result["finetune"], "accuracy": result["accuracy"],
         "target_distance": result["target_distance"], "problems": problems})
     print(f"wrote {out}")
     if problems:

@@ -6,7 +6,8 @@
 The PLI epoch does the same forward/backward through C as the control plus a
 forward/backward through the frozen embedder E; the ratio shows that overhead.
 ``--train-points`` fine-tunes on a seeded subset of the training split (seconds
-per epoch scale with it; the ratio does not). Times are wall-clock seconds.
+per epoch scale with it; the ratio does not). Times are wall-clock seconds, each run timed from
+its own first step (:class:`common.EpochTimer`), so one-off set-up counts for neither.
 """
 from __future__ import annotations
 

@@ -14,14 +14,15 @@ identical metrics.
 Choices (all options below, printed in the header line): MNIST (mnist70k.npz) has no validation
 split, so ``--val-points`` of the engine's training split (stratified, seed 0) become one and the
 classifier is trained on the rest; PneumoniaMNIST keeps MedMNIST's own. Fine-tuning uses
-``--train-points`` training points drawn with seed 0 (all if fewer), and the embedding is fitted
-on the same points (default ``TSNEConfig``); the embedding and classifier are the same for every
-seed, only the fine-tuning seed (batch order) changes. λ = 0 in the sweep is the control: PLI with
+``--train-points`` training points drawn with seed 0 (all if fewer) with the engine's default
+``FinetuneConfig`` (λ 0.1, 40 epochs, Adam lr 1e-3, batch 32), and the embedding is fitted on the
+same points (default ``TSNEConfig``); the embedding and classifier are the same for every seed,
+only the fine-tuning seed (batch order) changes. λ = 0 in the sweep is the control: PLI with
 λ = 0 trains the same weights bit for bit (tests/test_finetune.py).
 
 Usage::
 
-    python bench/bench_pli.py                  # full: both data sets (~15-30 min on 1 CPU thread)
+    python bench/bench_pli.py                  # full: both data sets (~20 min on 1 CPU thread)
     python bench/bench_pli.py --quick          # digits, tiny: structure and sanity, not the goals
     python bench/bench_pli.py --plot-only bench/out/pli_full.json   # redraw the figure
 
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (FIGURES, OUT, QUICK_TSNE, EpochTimer, cached_model, data_source, fresh_store, machine, print_table,
+from common import (OUT, QUICK_TSNE, EpochTimer, cached_model, data_source, fresh_store, machine, print_table,
                     save_figure, subset_train, with_val_split, write_json)
 
 from plint_core.data import load_data
@@ -50,6 +51,8 @@ from plint_core.pipeline import prepare_embedding, run_intervention
 from plint_core.store import RunStore
 
 MODELS = ("before", "control", "after")
+# The demo CNN was trained on all of digits' training split, so in --quick it has seen the validation
+# points carved out of it: good enough for a smoke run, not for choosing a pair.
 QUICK = {"data": "digits", "seeds": "0,1", "lams": "0,0.1,0.5", "train_points": 600, "val_points": 300, "epochs": 2}
 
 
@@ -59,14 +62,17 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seeds", default="0,1,2", help="fine-tuning seeds")
     ap.add_argument("--lam", type=float, default=0.1, help="λ of the PLI-vs-control comparison (the paper's)")
     ap.add_argument("--lams", default="0,0.05,0.1,0.3,0.5", help="λ sweep, at the first seed")
-    ap.add_argument("--train-points", type=int, default=10_000, help="training points fine-tuned on and embedded")
+    ap.add_argument("--train-points", type=int, default=4_000, help="training points fine-tuned on and embedded")
     ap.add_argument("--val-points", type=int, default=5_000, help="validation points carved from train where none exists")
-    ap.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
+    ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs, help="fine-tuning epochs (the engine's default)")
     ap.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--distance", type=float, default=1.0, help="how far the pair is pushed apart, × embedding scale")
     ap.add_argument("--model-epochs", default="mnist=3,pneumonia=10", help="classifier training epochs per data set")
+    ap.add_argument("--layer", default=None, help="latent layer to embed (default: the engine's, the logits)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--name", default=None, help="results go to bench/out/pli_NAME.json (default: full or quick); "
+                                                  "only 'full' writes docs/figures/")
     ap.add_argument("--quick", action="store_true", help="digits, 2 seeds, 2 epochs, small t-SNE: a smoke run")
     ap.add_argument("--plot-only", type=Path, help="redraw the λ figure from this results JSON and exit")
     a = ap.parse_args()
@@ -138,14 +144,14 @@ def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]
     ft = subset_train(data, a.train_points, seed=0)
     t = time.perf_counter()
     tsne = QUICK_TSNE if a.quick else TSNEConfig()
-    emb = prepare_embedding(ft, bundle, store=RunStore(OUT / "runs"), device=a.device, config=tsne)
+    emb = prepare_embedding(ft, bundle, layer=a.layer, store=RunStore(OUT / "runs"), device=a.device, config=tsne)
     embed_s = time.perf_counter() - t
     spec = separate_classes(emb.train_xy, ft.train.labels, *pair, distance=a.distance * emb.scale)
     names = data.class_names
     print(f"\n## {name}: train {len(ft.train)} of {len(data.train)} (fine-tuned and embedded), val {len(data.val)}, "
           f"test {len(data.test)}; classifier {bundle.source}; most-confused pair on val: {names[pair[0]]}–{names[pair[1]]} "
           f"({pair_confusions(val_eval.confusion.tolist(), pair)} confusions, val accuracy {val_eval.accuracy:.4f}); "
-          f"embedding scale {emb.scale:.2f} ({'cached' if emb.cache_hit else f'fitted in {embed_s:.1f} s'})", flush=True)
+          f"layer {emb.layer}, embedding scale {emb.scale:.2f} ({'cached' if emb.cache_hit else f'fitted in {embed_s:.1f} s'})", flush=True)
 
     def config(seed: int, lam: float) -> FinetuneConfig:
         return FinetuneConfig(lam=lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=seed, device=a.device)
@@ -176,7 +182,7 @@ def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]
             "n_val": len(data.val), "n_test": len(data.test), "model": bundle.source, "model_epochs": model_epochs.get(name),
             "pair": list(pair), "pair_names": [names[pair[0]], names[pair[1]]],
             "val_pair_confusions": pair_confusions(val_eval.confusion.tolist(), pair), "val_accuracy": val_eval.accuracy,
-            "embedding": {"scale": emb.scale, "quality": emb.quality, "cache_hit": emb.cache_hit, "seconds": embed_s,
+            "embedding": {"layer": emb.layer, "scale": emb.scale, "quality": emb.quality, "cache_hit": emb.cache_hit, "seconds": embed_s,
                           "tsne": tsne.to_dict()},
             "spec": spec.to_dict(), "runs": runs, "aggregate": agg, "goals": goals(agg), "sweep": sweep,
             "reproducible": identical(runs[0], summarise(again, pair)), "seconds": time.perf_counter() - started}
@@ -216,7 +222,7 @@ def figure(results: list[dict]):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=(
-        "moved points' distance to target (÷ before the edit)", "test accuracy − control (pp)",
+        "moved training points' distance to target (÷ before)", "test accuracy − control (pp)",
         "targeted-pair test confusions (÷ control)"))
     for k, r in enumerate(results):
         first, lams = r["runs"][0], [s["lam"] for s in r["sweep"]]
@@ -229,9 +235,11 @@ def figure(results: list[dict]):
                                      line={"color": ("#1f77b4", "#d62728", "#2ca02c")[k % 3]}), row=1, col=col)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="λ", row=1, col=col)
-    fig.update_layout(template="plotly_white", width=1100, height=420, margin={"t": 60, "b": 50, "l": 50, "r": 20},
+    fig.update_annotations(font_size=13)
+    fig.update_layout(template="plotly_white", width=1100, height=420, margin={"t": 80, "b": 50, "l": 50, "r": 20},
                       legend={"orientation": "h", "y": -0.2}, font={"size": 12},
-                      title={"text": "PLI λ trade-off (first seed; λ = 0 is the CE-only control)", "x": 0.5})
+                      title={"text": "PLI λ trade-off (first seed; λ = 0 is the CE-only control)",
+                             "x": 0.5, "y": 0.96})
     return fig
 
 
@@ -269,7 +277,8 @@ def main() -> None:
     started = time.perf_counter()
     header = (f"{machine()}; data {a.data}; seeds {a.seeds}; λ {a.lam}; sweep λ {a.lams}; train points {a.train_points}; "
               f"val points {a.val_points} (where no val split); epochs {a.epochs}; batch {a.batch_size}; lr {a.lr}; "
-              f"distance {a.distance} × scale; classifier epochs {a.model_epochs}; device {a.device}"
+              f"distance {a.distance} × scale; classifier epochs {a.model_epochs}; layer {a.layer or 'default'}; "
+              f"device {a.device}"
               f"{'; QUICK' if a.quick else ''}")
     print(header, flush=True)
     results = []
@@ -278,11 +287,12 @@ def main() -> None:
         report(results[-1])
     n_seeds, n_lams = len(a.seeds.split(",")), len(a.lams.split(","))
     problems = [p for r in results for p in sanity(r, n_seeds, n_lams)]
-    out = write_json(f"pli_{'quick' if a.quick else 'full'}.json", {
+    name = a.name or ("quick" if a.quick else "full")
+    out = write_json(f"pli_{name}.json", {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "header": header, "args": {k: str(v) for k, v in vars(a).items()},
         "datasets": results, "problems": problems, "total_seconds": time.perf_counter() - started})
-    figs = save_figure(figure(results), "pli_lambda_quick" if a.quick else "pli_lambda",
-                       folder=OUT if a.quick else FIGURES, png=not a.quick)
+    figs = (save_figure(figure(results), "pli_lambda") if name == "full"
+            else save_figure(figure(results), f"pli_lambda_{name}", folder=OUT, png=False))
     print(f"\ntotal {time.perf_counter() - started:.0f} s; wrote {out.relative_to(OUT.parent.parent)}, "
           + ", ".join(str(p.relative_to(OUT.parent.parent)) for p in figs))
     if problems:

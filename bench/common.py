@@ -84,27 +84,39 @@ def subset_train(data: Dataset, n: int, seed: int = 0) -> Dataset:
 
 
 class EpochTimer:
-    """A fine-tuning ``progress`` callback that records when each epoch of the PLI run and the control ends.
+    """A fine-tuning ``progress`` callback: seconds per epoch of the PLI run and of the control.
 
-    Call :meth:`start` just before ``run_intervention``; :meth:`seconds` then gives seconds per
-    epoch of each run (the control's first epoch starts when the PLI run's last one ends).
+    Each run is timed from the end of its own first step, so one-off costs before it (the run's
+    set-up, a process's first autograd pass) count for neither run; the first epoch, short of
+    that one step, is scaled up by ``steps / (steps - 1)``. Call :meth:`start` before each
+    ``run_intervention``.
     """
 
     def __init__(self) -> None:
-        self.marks: dict[str, list[float]] = {"pli": [], "control": []}
-        self.t0 = time.perf_counter()
+        self.start()
 
     def start(self) -> None:
-        self.marks = {"pli": [], "control": []}
-        self.t0 = time.perf_counter()
+        self.first: dict[str, float] = {}
+        self.ends: dict[str, list[float]] = {"pli": [], "control": []}
+        self.steps = 1
 
     def __call__(self, p) -> None:
+        now = time.perf_counter()
+        if p.epoch == 1 and p.step == 1:
+            self.first[p.run], self.steps = now, p.steps
         if p.step == p.steps:
-            self.marks[p.run].append(time.perf_counter())
+            self.ends[p.run].append(now)
 
     def seconds(self) -> dict[str, list[float]]:
-        pli, ctl = self.marks["pli"], self.marks["control"]
-        return {"pli": list(np.diff([self.t0] + pli)), "control": list(np.diff(pli[-1:] + ctl))}
+        out = {}
+        for run, ends in self.ends.items():
+            epochs = list(np.diff([self.first[run]] + ends)) if ends else []
+            if epochs and self.steps > 1:
+                epochs[0] *= self.steps / (self.steps - 1)
+            elif len(epochs) > 1:  # one step per epoch: the first epoch is not timed at all
+                epochs = epochs[1:]
+            out[run] = [float(e) for e in epochs]
+        return out
 
     def mean(self) -> tuple[float, float]:
         """Mean seconds per epoch ``(pli, control)``."""

@@ -22,7 +22,7 @@ from plint_core.classifier import ModelBundle, load_model
 from plint_core.data import Dataset, Split, load_data
 from plint_core.inputs import Inputs
 from plint_core.device import resolve_device
-from plint_core.latents import LayerInfo, extract_latents, list_layers, predict
+from plint_core.latents import LayerInfo, extract_latents, list_layers, pick_default, predict
 from plint_core.model_sources import describe
 from plint_core.pipeline import Embedding, prepare_embedding
 from plint_core.store import RunStore, make_key
@@ -130,7 +130,7 @@ class Project:
 
     @property
     def default_layer(self) -> str:
-        return self.layers[-1].name
+        return pick_default(self.layers)
 
     @property
     def device(self) -> torch.device:

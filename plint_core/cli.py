@@ -22,7 +22,7 @@ from .errors import PlintError, RunCancelled
 from .finetune import FinetuneConfig
 from .inputs import open_inputs
 from .intervention import InterventionSpec
-from .latents import extract_latents, list_layers, resolve_layer
+from .latents import extract_latents, list_layers, pick_default, resolve_layer
 from .model_input import fit_to_shape
 from .model_sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
 from .pipeline import prepare_embedding, run_intervention
@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         _common(p)
         p.add_argument("--out", required=True, metavar="DIR")
-        p.add_argument("--layer", default=None, help="module name (default: the last layer, the logits)")
+        p.add_argument("--layer", default=None,
+                       help="module name (default: the logits; for a two-class model the last wider layer)")
         p.add_argument("--seed", type=int, default=0, help="seeds the embedding (and the fine-tuning)")
     run = p
     run.add_argument("--spec", required=True, metavar="SPEC.json")
@@ -135,8 +136,9 @@ def cmd_layers(a: argparse.Namespace) -> None:
     else:
         bundle = load_classifier(a.model, **_model_options(a).as_kwargs())
     layers = list_layers(bundle)
-    for i, info in enumerate(layers):
-        default = "  (default)" if i == len(layers) - 1 else ""
+    chosen = pick_default(layers)
+    for info in layers:
+        default = "  (default)" if info.name == chosen else ""
         print(f"{info.name}\t{info.kind}\t{list(info.output_shape)}{default}")
 
 

@@ -2,7 +2,8 @@
 
 A layer is named by its module name (``model.named_modules()``: single layers
 and the blocks that contain them); the default is the last module the forward
-pass completes, which for a classifier is the layer that produces the logits.
+pass completes, which for a classifier is the layer that produces the logits
+(for a two-class model, the last layer with more features: :func:`pick_default`).
 Activations are flattened to ``[N, F]``. Submodules of a TorchScript model are
 not offered: TorchScript does not run Python forward hooks.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -58,16 +59,34 @@ def list_layers(bundle: ModelBundle) -> list[LayerInfo]:
     return [LayerInfo(n, kinds[n], shapes[n]) for n in order]
 
 
+MIN_DEFAULT_FEATURES = 3
+"""A default layer needs more features than this minus one: 2-class logits hold a single number's worth."""
+
+
 def default_layer(bundle: ModelBundle) -> str:
-    """The last layer the forward pass runs through (the logits for a classifier)."""
-    return list_layers(bundle)[-1].name
+    """The layer embedded when none is chosen: :func:`pick_default` of :func:`list_layers`."""
+    return pick_default(list_layers(bundle))
+
+
+def pick_default(layers: Sequence[LayerInfo]) -> str:
+    """The last layer (the logits, the paper's choice), unless it has fewer than 3 features.
+
+    A two-class model's logits differ by one number, so their map is a curve
+    and an edit has nothing to steer; then the last layer with at least
+    :data:`MIN_DEFAULT_FEATURES` features is taken (for plint's CNN: ``act3``,
+    the 128 hidden units). On PneumoniaMNIST a PLI run covered 15 % of the
+    move on the logits and about half of it on the hidden layer (bench/RESULTS.md).
+    """
+    wide = [info.name for info in layers if info.n_features >= MIN_DEFAULT_FEATURES]
+    last = layers[-1]
+    return last.name if last.n_features >= MIN_DEFAULT_FEATURES or not wide else wide[-1]
 
 
 def resolve_layer(bundle: ModelBundle, layer: str | None) -> str:
     """``layer`` checked against the model's layers; ``None`` → :func:`default_layer`."""
     names = [info.name for info in list_layers(bundle)]
     if layer is None:
-        return names[-1]
+        return default_layer(bundle)
     if layer not in names:
         note = getattr(bundle.module, "layer_note", "")  # e.g. why a TorchScript model offers only its output
         raise PlintError(f"unknown layer {layer!r}: this model's layers are {', '.join(names)}"

@@ -18,6 +18,19 @@ def test_layers_are_listed_in_forward_order_with_shapes(demo):
     assert default_layer(demo) == "logits"
 
 
+def test_two_class_models_default_to_the_hidden_layer(digits):
+    """Two logits hold one number's worth of information: the default moves to the last wider layer."""
+    from plint_core.classifier import PLINT_CNN, ModelBundle, ModelSpec, build_model
+    from plint_core.latents import resolve_layer
+
+    spec = ModelSpec(PLINT_CNN, ("normal", "pneumonia"), (1, 8, 8), (0.5,), (0.25,))
+    torch.manual_seed(0)
+    bundle = ModelBundle(build_model(spec), spec, "two-class")
+    assert list_layers(bundle)[-1].output_shape == (2,)
+    assert default_layer(bundle) == resolve_layer(bundle, None) == "act3"
+    assert extract_latents(bundle, digits.test.images[:5]).shape == (5, 128)
+
+
 def test_default_latents_are_the_logits(demo, digits):
     images = digits.test.images[:50]
     latents = extract_latents(demo, images, batch_size=16)
