@@ -11,7 +11,7 @@
                           the real one replicated with pixel jitter, projected through
                           the embedding fitted on the real data (for benchmarks)
 ``PLINT_TORCH_THREADS``   torch's thread count; default: torch's own, capped at the
-                          container's CPU quota (see :func:`cpu_quota`)
+                          container's CPU quota (:func:`plint_core.device.cpu_quota`)
 ``PLINT_ALLOW_PATHS``     ``1``/``true``: the Model & data page may also open a model
                           and data by their paths on the server (default off, as on
                           Streamlit Cloud, where viewers may upload files only)
@@ -41,7 +41,7 @@ class AppConfig:
     tsne: TSNEConfig = field(default_factory=TSNEConfig)
     scale_points: int = 0
     torch_threads: int = 0
-    """0 = automatic (:func:`thread_count`)."""
+    """0 = automatic (:func:`plint_core.device.choose_threads`)."""
     allow_paths: bool = False
     """Whether users may open files by server path (``PLINT_ALLOW_PATHS``); uploads are always allowed."""
 
@@ -101,32 +101,3 @@ def _non_negative_int(text: str, name: str) -> int:
     if value < 0:
         raise PlintError(f"{name}={value} must be 0 (off) or a positive number of points")
     return value
-
-
-def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """CPUs this container may use by its cgroup quota (rounded up), or ``None`` if unlimited or unknown.
-
-    Hosted containers (Streamlit Community Cloud among them) often see all of
-    the host's cores but may only use a share of them; torch sizes its thread
-    pool by the cores it sees, and oversubscribed threads crawl.
-    """
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000" or "200000 100000"
-        if quota == "max":
-            return None
-        return max(1, -(-int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        return None if quota <= 0 else max(1, -(-quota // period))
-    except (OSError, ValueError):
-        return None
-
-
-def thread_count(config: AppConfig, current: int, quota: int | None) -> int:
-    """Torch threads to use: ``PLINT_TORCH_THREADS`` if set, else ``current`` capped at the CPU ``quota``."""
-    if config.torch_threads:
-        return config.torch_threads
-    return min(current, quota) if quota else current

@@ -20,14 +20,14 @@ import torch
 
 from plint_core.classifier import ModelBundle, load_model
 from plint_core.data import Dataset, Split, load_data
+from plint_core.device import resolve_device, set_threads
 from plint_core.inputs import Inputs
-from plint_core.device import resolve_device
 from plint_core.latents import LayerInfo, extract_latents, list_layers, pick_default, predict
 from plint_core.model_sources import describe
 from plint_core.pipeline import Embedding, prepare_embedding
 from plint_core.store import RunStore, make_key
 
-from .config import AppConfig, cpu_quota, thread_count
+from .config import AppConfig
 
 StageProgress = Callable[[str, float], None]
 JITTER_STD = 0.05
@@ -69,7 +69,7 @@ class Project:
     def load(cls, config: AppConfig) -> "Project":
         """Load the configured data and model and check they fit together (raises ``PlintError`` otherwise).
 
-        Also sets torch's thread count (:func:`~plint_app.config.thread_count`).
+        Also sets torch's thread count (:func:`plint_core.device.set_threads`).
         """
         base = load_data(config.data)
         bundle = load_model(config.model)
@@ -90,9 +90,7 @@ class Project:
 
     @classmethod
     def _assemble(cls, config: AppConfig, base: Dataset, bundle: ModelBundle, **extra) -> "Project":
-        threads = thread_count(config, torch.get_num_threads(), cpu_quota())
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
+        set_threads(config.torch_threads)
         data = replicate_train(base, config.scale_points) if config.scale_points else base
         return cls(config, data, base, bundle, tuple(list_layers(bundle)), RunStore(config.runs_dir), **extra)
 

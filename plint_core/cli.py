@@ -17,7 +17,7 @@ import numpy as np
 from .atomic import write_atomic, write_json_atomic
 from .classifier import TrainConfig, save_model, train_classifier
 from .data import load_data
-from .device import DEVICE_CHOICES
+from .device import DEVICE_CHOICES, set_threads
 from .errors import PlintError, RunCancelled
 from .finetune import FinetuneConfig
 from .inputs import open_inputs
@@ -48,6 +48,17 @@ def _arg_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 _size, _floats, _names = _arg_type(parse_size), _arg_type(parse_floats), _arg_type(parse_names)
 
 
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads: give 0 (automatic) or a positive "
+                                         "whole number")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool = True) -> None:
     """Options shared by the commands; ``data="optional"`` makes ``--data`` optional."""
     if data:
@@ -67,6 +78,9 @@ def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool 
         g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std for images in [0, 1]")
     p.add_argument("--runs-dir", default=DEFAULT_ROOT, metavar="D", help="cache folder (default: runs/)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: CUDA if available (default)")
+    p.add_argument("--threads", type=_threads, default=0, metavar="N",
+                   help="torch CPU threads (default 0: torch's own, capped at the container's CPU quota); "
+                        "on a machine busy with other work, 1 is often much faster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +235,7 @@ COMMANDS = {"train": cmd_train, "layers": cmd_layers, "embed": cmd_embed, "run":
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_threads(getattr(args, "threads", 0))
     try:
         COMMANDS[args.command](args)
     except PlintError as exc:

@@ -1,5 +1,7 @@
-"""Device resolution: ``auto`` picks CUDA when it is available, else the CPU."""
+"""Device resolution (``auto`` picks CUDA when it is available, else the CPU) and torch's CPU threads."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -17,3 +19,40 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise PlintError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu or auto")
     return torch.device(name)
+
+
+def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """CPUs this container may use by its cgroup quota (rounded up), or ``None`` if unlimited or unknown.
+
+    Hosted containers (Streamlit Community Cloud among them) often see all of
+    the host's cores but may only use a share of them; torch sizes its thread
+    pool by the cores it sees, and oversubscribed threads crawl.
+    """
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000" or "200000 100000"
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else max(1, -(-quota // period))
+    except (OSError, ValueError):
+        return None
+
+
+def choose_threads(requested: int, current: int, quota: int | None) -> int:
+    """Torch CPU threads to use: ``requested`` if > 0, else ``current`` capped at the CPU ``quota``."""
+    if requested:
+        return requested
+    return min(current, quota) if quota else current
+
+
+def set_threads(requested: int = 0) -> int:
+    """Set torch's thread count by :func:`choose_threads` (``requested`` 0 = automatic); returns it."""
+    threads = choose_threads(requested, torch.get_num_threads(), cpu_quota())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from plint_app.chart_events import customdata_row, parse_event
-from plint_app.config import AppConfig, cpu_quota, thread_count
+from plint_app.config import AppConfig
+from plint_core.device import choose_threads, cpu_quota
 from plint_app.editor import Editor, TrainIndex
 from plint_app.history import history_table
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, JobRegistry
@@ -55,7 +56,8 @@ def test_config_errors_are_plint_errors(env, fragment):
 
 def test_thread_count_respects_setting_and_cpu_quota(tmp_path):
     auto, fixed = AppConfig.from_env({}), AppConfig.from_env({"PLINT_TORCH_THREADS": "1"})
-    assert thread_count(fixed, 8, None) == 1 and thread_count(auto, 8, 2) == 2 and thread_count(auto, 8, None) == 8
+    assert choose_threads(fixed.torch_threads, 8, None) == 1
+    assert choose_threads(auto.torch_threads, 8, 2) == 2 and choose_threads(auto.torch_threads, 8, None) == 8
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     assert cpu_quota(tmp_path) == 2
     (tmp_path / "cpu.max").write_text("max 100000\n")

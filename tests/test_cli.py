@@ -121,3 +121,16 @@ def test_bad_specs_exit_2_with_one_line(embedded, capsys, spec_text, fragment):
 def test_argparse_errors_are_one_line_too():
     proc = cli("embed", "--data", "digits")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "required" in proc.stderr
+
+
+def test_threads_option_sets_torch_threads(capsys):
+    import torch
+
+    try:
+        assert main(["layers", "--model", "demo", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert "logits" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(1)  # the suite's setting (conftest)
+    proc = cli("layers", "--model", "demo", "--threads", "many")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a number of threads" in proc.stderr
