@@ -68,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size)
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--distance", type=float, default=1.0, help="how far the pair is pushed apart, × embedding scale")
+    ap.add_argument("--contract", type=float, default=1.0, help="contraction a of each class of the pair (1 = none)")
     ap.add_argument("--model-epochs", default="mnist=3,pneumonia=10", help="classifier training epochs per data set")
     ap.add_argument("--layer", default=None, help="latent layer to embed (default: the engine's, the logits)")
     ap.add_argument("--device", default="cpu")
@@ -146,7 +147,8 @@ def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]
     tsne = QUICK_TSNE if a.quick else TSNEConfig()
     emb = prepare_embedding(ft, bundle, layer=a.layer, store=RunStore(OUT / "runs"), device=a.device, config=tsne)
     embed_s = time.perf_counter() - t
-    spec = separate_classes(emb.train_xy, ft.train.labels, *pair, distance=a.distance * emb.scale)
+    spec = separate_classes(emb.train_xy, ft.train.labels, *pair, distance=a.distance * emb.scale,
+                            contract=a.contract)
     names = data.class_names
     print(f"\n## {name}: train {len(ft.train)} of {len(data.train)} (fine-tuned and embedded), val {len(data.val)}, "
           f"test {len(data.test)}; classifier {bundle.source}; most-confused pair on val: {names[pair[0]]}–{names[pair[1]]} "
@@ -277,7 +279,7 @@ def main() -> None:
     started = time.perf_counter()
     header = (f"{machine()}; data {a.data}; seeds {a.seeds}; λ {a.lam}; sweep λ {a.lams}; train points {a.train_points}; "
               f"val points {a.val_points} (where no val split); epochs {a.epochs}; batch {a.batch_size}; lr {a.lr}; "
-              f"distance {a.distance} × scale; classifier epochs {a.model_epochs}; layer {a.layer or 'default'}; "
+              f"distance {a.distance} × scale; contract {a.contract}; classifier epochs {a.model_epochs}; layer {a.layer or 'default'}; "
               f"device {a.device}"
               f"{'; QUICK' if a.quick else ''}")
     print(header, flush=True)

@@ -184,11 +184,14 @@ def _select_rows(sel: Selection, labels: np.ndarray, row_of: dict[int, int], cla
     return rows
 
 
-def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance: float) -> InterventionSpec:
+def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance: float,
+                     contract: float = 1.0) -> InterventionSpec:
     """A spec that pushes classes ``a`` and ``b`` apart along the line joining their centroids.
 
     Each class moves ``distance / 2`` embedding units away from the other, so
-    their centroids end ``distance`` further apart.
+    their centroids end ``distance`` further apart; ``contract`` (in (0, 1],
+    default 1 = none) also pulls each class towards its own centroid, which
+    brings its stragglers (the points lying towards the other class) home.
     """
     if a == b:
         raise PlintError("pick two different classes to separate")
@@ -197,5 +200,5 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
     norm = float(np.linalg.norm(direction))
     direction = direction / norm if norm > 1e-12 else np.array([1.0, 0.0])
     half = direction * distance / 2.0
-    return InterventionSpec((Move(Selection(classes=(int(a),)), (float(half[0]), float(half[1]))),
-                             Move(Selection(classes=(int(b),)), (float(-half[0]), float(-half[1])))))
+    return InterventionSpec((Move(Selection(classes=(int(a),)), (float(half[0]), float(half[1])), contract),
+                             Move(Selection(classes=(int(b),)), (float(-half[0]), float(-half[1])), contract)))

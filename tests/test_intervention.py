@@ -73,3 +73,17 @@ def test_invalid_json_names_the_position():
         InterventionSpec.from_json('{"moves": [}')
     with pytest.raises(PlintError, match="must be"):
         InterventionSpec.from_json('"moves"')
+
+
+def test_separate_classes_pushes_apart_and_contracts():
+    from plint_core.intervention import separate_classes
+
+    s = separate_classes(Y, LABELS, 0, 1, distance=4.0, contract=0.5)
+    target, moved = s.targets(Y, LABELS, IDS, NAMES)
+    # cat centroid (1, 0), dog centroid (10, 11): each moves 2 units along the line between them
+    away = np.array([-9.0, -11.0]) / np.hypot(9.0, 11.0) * 2.0
+    np.testing.assert_allclose(target[:2], 0.5 * Y[:2] + 0.5 * np.array([1.0, 0.0]) + away, rtol=1e-6)
+    np.testing.assert_allclose(target[2:4], 0.5 * Y[2:4] + 0.5 * np.array([10.0, 11.0]) - away, rtol=1e-6)
+    np.testing.assert_array_equal(moved, [True, True, True, True, False, False])
+    assert all(m.contract == 0.5 for m in s.moves)
+    assert separate_classes(Y, LABELS, 0, 1, distance=4.0).moves[0].contract == 1.0
