@@ -82,18 +82,15 @@ def timed_command(argv: list[str], stages: list[tuple[str, str | None]]) -> tupl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: as started, e.g. by OMP_NUM_THREADS)")
+    ap.add_argument("--threads", type=int, default=0, help="the commands' --threads (0: automatic, as for a user)")
     ap.add_argument("--quick", action="store_true", help="small t-SNE config and 2 epochs: a smoke run")
     a = ap.parse_args()
-    import torch
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
     if a.quick:  # the CLI has no t-SNE option; give its prepare_embedding a small config
         cli.prepare_embedding = functools.partial(cli.prepare_embedding, config=QUICK_TSNE)
     print(f"{machine()}; digits demo, {'QUICK: small t-SNE, 2 epochs' if a.quick else 'engine defaults'}", flush=True)
     with tempfile.TemporaryDirectory() as d:
-        common = ["--data", "digits", "--model", "demo", "--device", "cpu", "--runs-dir", f"{d}/runs"]
+        common = ["--data", "digits", "--model", "demo", "--device", "cpu", "--runs-dir", f"{d}/runs",
+                  "--threads", str(a.threads)]
         spec = Path(d) / "spec.json"
         spec.write_text(json.dumps(SPEC))
         embed_rows, embed_s = timed_command(["embed", *common, "--out", f"{d}/emb"], EMBED_STAGES)

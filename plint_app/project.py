@@ -10,10 +10,9 @@ and its coordinates come from the parametric network fitted on the real data
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Callable
-
-import json
 
 import numpy as np
 import torch

@@ -84,9 +84,10 @@ def pick_default(layers: Sequence[LayerInfo]) -> str:
 
 def resolve_layer(bundle: ModelBundle, layer: str | None) -> str:
     """``layer`` checked against the model's layers; ``None`` → :func:`default_layer`."""
-    names = [info.name for info in list_layers(bundle)]
+    layers = list_layers(bundle)  # one forward pass
     if layer is None:
-        return default_layer(bundle)
+        return pick_default(layers)
+    names = [info.name for info in layers]
     if layer not in names:
         note = getattr(bundle.module, "layer_note", "")  # e.g. why a TorchScript model offers only its output
         raise PlintError(f"unknown layer {layer!r}: this model's layers are {', '.join(names)}"

@@ -94,7 +94,7 @@ def test_same_spec_and_seed_give_identical_runs(digits, demo, tmp_path):
     from plint_core.pipeline import prepare_embedding, run_intervention
     from plint_core.store import RunStore
 
-    small = TSNEConfig(n_iter=60, early_exaggeration_iter=20, pca_iter=10, n_landmarks=64, hidden=(32,))
+    small = TSNEConfig(n_iter=60, early_exaggeration_iter=20, pca_iter=10, n_landmarks=0, hidden=(32,))
     emb = prepare_embedding(digits, demo, config=small, store=RunStore(tmp_path / "emb"), device="cpu")
     spec = separate_classes(emb.train_xy, digits.train.labels, 1, 8, distance=emb.scale)
     cfg = FinetuneConfig(epochs=2, seed=3, device="cpu")
