@@ -148,7 +148,7 @@ def main() -> None:
     points = args.points or ([2000, 20000] if args.quick else [2000, 20000, 50000])
     repeats = args.repeats or (3 if args.quick else 7)
     # Spelled out even for the default, so the servers use the very config fitted here (and the key matches).
-    from plint_core.parametric_tsne import TSNEConfig
+    from plint_core.embedding.parametric_tsne import TSNEConfig
 
     tsne = SMALL_TSNE if args.quick else TSNEConfig().to_dict()
     runs = OUT / ("app_runs_quick" if args.quick else "app_runs")

@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 from common import QUICK_TSNE, machine, print_table, write_json  # noqa: E402 (imports torch)
 
 from plint_core import cli  # noqa: E402
-from plint_core.parametric_tsne import TSNEConfig  # noqa: E402
+from plint_core.embedding.parametric_tsne import TSNEConfig  # noqa: E402
 
 IMPORT_S = time.perf_counter() - T0
 GOAL_S = 30.0

@@ -37,16 +37,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import (
+    OUT,
+    QUICK_TSNE,
+    EpochTimer,
+    cached_model,
+    data_source,
+    fresh_store,
+    machine,
+    print_table,
+    save_figure,
+    subset_train,
+    with_val_split,
+    write_json,
+)
 
-from common import (OUT, QUICK_TSNE, EpochTimer, cached_model, data_source, fresh_store, machine, print_table,
-                    save_figure, subset_train, with_val_split, write_json)
-
-from plint_core.data import load_data
+from plint_core.data.loading import load_data
+from plint_core.embedding.parametric_tsne import TSNEConfig
 from plint_core.finetune import FinetuneConfig
 from plint_core.intervention import separate_classes
 from plint_core.latents import predict
 from plint_core.metrics import evaluate, most_confused_pair
-from plint_core.parametric_tsne import TSNEConfig
 from plint_core.pipeline import prepare_embedding, run_intervention
 from plint_core.store import RunStore
 

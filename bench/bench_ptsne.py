@@ -24,15 +24,13 @@ import sys
 import time
 
 import numpy as np
-
+import torch  # noqa: E402
 from common import OUT, cached_model, data_source, machine, print_table  # also puts the repo on sys.path
 
-import torch  # noqa: E402
-
-from plint_core.data import load_data  # noqa: E402
+from plint_core.data.loading import load_data  # noqa: E402
+from plint_core.embedding.parametric_tsne import ParametricTSNE, TSNEConfig  # noqa: E402
+from plint_core.embedding.quality import embedding_quality  # noqa: E402
 from plint_core.latents import extract_latents  # noqa: E402
-from plint_core.parametric_tsne import ParametricTSNE, TSNEConfig  # noqa: E402
-from plint_core.quality import embedding_quality  # noqa: E402
 
 LAYER = "logits"
 METRICS = ("knn_acc10", "knn_recall10", "trustworthiness5")

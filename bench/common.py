@@ -19,9 +19,12 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from plint_core.classifier import TrainConfig, load_model, save_model, train_classifier  # noqa: E402
-from plint_core.data import Dataset, Split, load_data  # noqa: E402
-from plint_core.parametric_tsne import TSNEConfig  # noqa: E402
+from plint_core.data.dataset import Dataset, Split  # noqa: E402
+from plint_core.data.loading import load_data  # noqa: E402
+from plint_core.embedding.parametric_tsne import TSNEConfig  # noqa: E402
+from plint_core.models.sources import load_model  # noqa: E402
+from plint_core.models.training import TrainConfig, train_classifier  # noqa: E402
+from plint_core.models.weights import save_model  # noqa: E402
 from plint_core.store import RunStore  # noqa: E402
 
 SHARED = Path(os.environ.get("PLINT_SHARED_DATA", REPO.parent / "shared" / "data"))

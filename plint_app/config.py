@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Mapping
 
 from plint_core.device import DEVICE_CHOICES
+from plint_core.embedding.parametric_tsne import TSNEConfig
 from plint_core.errors import PlintError
-from plint_core.parametric_tsne import TSNEConfig
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from plint_core.classifier import ModelBundle, load_model
-from plint_core.data import Dataset, Split, load_data
+from plint_core.data.dataset import Dataset, Split
+from plint_core.data.loading import load_data
 from plint_core.device import resolve_device, set_threads
 from plint_core.inputs import Inputs
 from plint_core.latents import LayerInfo, extract_latents, list_layers, pick_default, predict
-from plint_core.model_sources import describe
+from plint_core.models.sources import describe, load_model
+from plint_core.models.spec import ModelBundle
 from plint_core.pipeline import Embedding, prepare_embedding
 from plint_core.store import RunStore, make_key
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plint_core.data import Dataset
+from plint_core.data.dataset import Dataset
 from plint_core.intervention import InterventionSpec
 from plint_core.pipeline import Embedding
 

@@ -15,7 +15,7 @@ import streamlit as st
 
 from plint_core.errors import PlintError
 from plint_core.inputs import Inputs
-from plint_core.model_sources import ModelOptions, available_architectures, describe
+from plint_core.models.sources import ModelOptions, available_architectures, describe
 
 from .config import AppConfig
 from .project import Origin, Project

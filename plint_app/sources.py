@@ -18,14 +18,21 @@ from typing import Protocol
 
 from plint_core.errors import PlintError
 from plint_core.inputs import Inputs, open_inputs
-from plint_core.model_sources import (SAFETENSORS_SUFFIX, STATE_DICT_SUFFIXES, TORCHSCRIPT_SUFFIXES, ModelOptions,
-                                      parse_floats, parse_names, parse_size)
+from plint_core.models.sources import (
+    SAFETENSORS_SUFFIX,
+    STATE_DICT_SUFFIXES,
+    TORCHSCRIPT_SUFFIXES,
+    ModelOptions,
+    parse_floats,
+    parse_names,
+    parse_size,
+)
 from plint_core.workspace import MAX_UPLOAD_BYTES, Workspace
 
 KINDS = {"demo": "Built-in demo", "upload": "Upload files", "path": "Paths on the server"}
 """Source choices of the Model & data page; ``path`` only where ``PLINT_ALLOW_PATHS`` is set."""
 MODEL_SUFFIXES = (*STATE_DICT_SUFFIXES, SAFETENSORS_SUFFIX, *TORCHSCRIPT_SUFFIXES)
-"""Model file suffixes accepted (TorchScript is recognised by content; see :mod:`plint_core.model_sources`)."""
+"""Model file suffixes accepted (TorchScript is recognised by content; see :mod:`plint_core.models.sources`)."""
 DATA_SUFFIXES = (".zip", ".npz")
 """Data file suffixes accepted for upload: a zipped image folder or an ``.npz``."""
 

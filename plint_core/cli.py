@@ -15,16 +15,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .atomic import write_atomic, write_json_atomic
-from .classifier import TrainConfig, save_model, train_classifier
-from .data import load_data
+from .data.loading import load_data
+from .data.transforms import fit_to_shape
 from .device import DEVICE_CHOICES, set_threads
 from .errors import PlintError, RunCancelled
 from .finetune import FinetuneConfig
 from .inputs import open_inputs
 from .intervention import InterventionSpec
 from .latents import extract_latents, list_layers, pick_default, resolve_layer
-from .model_input import fit_to_shape
-from .model_sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
+from .models.sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
+from .models.training import TrainConfig, train_classifier
+from .models.weights import save_model
 from .pipeline import prepare_embedding, run_intervention
 from .store import DEFAULT_ROOT, RunStore
 

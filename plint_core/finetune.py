@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classifier import ModelBundle
 from .device import resolve_device
 from .errors import PlintError, RunCancelled
 from .latents import capture
+from .models.spec import ModelBundle
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 What neither the caller nor the model's sidecar states is taken from the data:
 the class names, the input size (height × width) and, for TorchScript, the
 input channels. The data's images are then resized and converted to the
-model's input (:func:`plint_core.model_input.fit_to_model`), and the model is
+model's input (:func:`fit_to_model`), and the model is
 checked against the data before anything long starts. Every choice made on the
 user's behalf is returned as a note, to be shown to them.
 """
@@ -12,11 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .classifier import ModelBundle
-from .data import Dataset, load_data
-from .model_input import describe_fit, fit_to_model
-from .model_sources import (TORCHSCRIPT, ModelOptions, load_classifier, model_format, model_path,
-                            normalisation_text, stated_options)
+from .data.dataset import Dataset
+from .data.loading import load_data
+from .data.transforms import describe_fit, fit_to_shape
+from .models.sources import (
+    TORCHSCRIPT,
+    ModelOptions,
+    load_classifier,
+    model_format,
+    model_path,
+    normalisation_text,
+    stated_options,
+)
+from .models.spec import ModelBundle, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -68,3 +76,8 @@ def open_inputs(model_src: str | Path, data_src: str | Path, options: ModelOptio
         notes.append(note)
     bundle.check_data(fitted)
     return Inputs(bundle, fitted, tuple(notes))
+
+
+def fit_to_model(data: Dataset, spec: ModelSpec) -> Dataset:
+    """``data`` with every split's images converted to ``spec.input_shape``; ``data`` itself if they fit already."""
+    return fit_to_shape(data, spec.input_shape)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classifier import ModelBundle
 from .errors import PlintError
+from .models.spec import ModelBundle
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,17 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_json_atomic
-from .classifier import ModelBundle, save_model, state_fingerprint
-from .data import Dataset
+from .data.dataset import Dataset
 from .device import resolve_device
+from .embedding.parametric_tsne import ParametricTSNE, TSNEConfig
+from .embedding.quality import embedding_quality
 from .errors import PlintError
 from .finetune import FinetuneConfig, Progress, TrainingBatchSource, finetune_pair
 from .intervention import InterventionSpec
 from .latents import extract_latents, predict, resolve_layer
 from .metrics import Evaluation, evaluate, mean_target_distance
-from .parametric_tsne import ParametricTSNE, TSNEConfig
-from .quality import embedding_quality
+from .models.spec import ModelBundle
+from .models.weights import save_model, state_fingerprint
 from .store import EMBEDDING_META, RESULT, RunStore, make_key
 
 StageProgress = Callable[[str, float], None]

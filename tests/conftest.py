@@ -14,8 +14,8 @@ import torch
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
-from plint_core.classifier import load_model
-from plint_core.data import load_data
+from plint_core.data.loading import load_data
+from plint_core.models.sources import load_model
 
 
 @pytest.fixture(scope="session")

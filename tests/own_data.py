@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import make_npz_arrays
 from PIL import Image
 
-from plint_core.classifier import SmallCNN
-
-from conftest import make_npz_arrays
+from plint_core.models.cnn import SmallCNN
 
 CLASSES = ("apple", "banana", "cherry")
 

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 from app_helpers import APP, app_env
-from own_data import (CLASSES, save_scripted, save_torchscript, write_evil_pickle, write_image_folder,
-                      zip_folder)
+from own_data import CLASSES, save_scripted, save_torchscript, write_evil_pickle, write_image_folder, zip_folder
 from safetensors.torch import save_file
 from streamlit.runtime.caching import clear_session_resource_cache
 from streamlit.testing.v1 import AppTest
@@ -26,10 +25,10 @@ import plint_core.workspace as workspace_module
 from plint_app.config import AppConfig
 from plint_app.project import Origin, Project
 from plint_app.sources import load_paths, load_uploads, parse_options
-from plint_core.classifier import SmallCNN
 from plint_core.errors import PlintError
 from plint_core.inputs import open_inputs
-from plint_core.model_sources import ModelOptions
+from plint_core.models.cnn import SmallCNN
+from plint_core.models.sources import ModelOptions
 from plint_core.workspace import Workspace
 
 pytest_plugins = ("app_fixtures",)  # app_runs: the demo's embedding, fitted once per test session

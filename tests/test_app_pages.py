@@ -14,7 +14,7 @@ import pytest
 from app_helpers import APP, RUN_CLASS, RUN_TRANSLATE, TEST_EPOCHS, browser_points, plotly_selection
 from streamlit.testing.v1 import AppTest
 
-from plint_core.data import load_data
+from plint_core.data.loading import load_data
 from plint_core.finetune import FinetuneConfig
 from plint_core.intervention import InterventionSpec, Move, Selection
 

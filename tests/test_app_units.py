@@ -9,7 +9,6 @@ import pytest
 
 from plint_app.chart_events import customdata_row, parse_event
 from plint_app.config import AppConfig
-from plint_core.device import choose_threads, cpu_quota
 from plint_app.editor import Editor, TrainIndex
 from plint_app.history import history_table
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, JobRegistry
@@ -26,6 +25,7 @@ from plint_app.project import replicate_train
 from plint_app.scatter import PointSet, base_traces, destination_grid, marker_size
 from plint_app.scatter_view import move_target
 from plint_app.thumbnails import montage, pick
+from plint_core.device import choose_threads, cpu_quota
 from plint_core.errors import PlintError, RunCancelled
 from plint_core.intervention import InterventionSpec, Move, Selection
 

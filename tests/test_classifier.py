@@ -8,14 +8,15 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import make_npz_arrays
 
-from plint_core.classifier import (TrainConfig, load_model, save_model, sidecar_path, state_fingerprint,
-                                   train_classifier)
-from plint_core.data import load_data
+from plint_core.data.loading import load_data
 from plint_core.errors import PlintError
 from plint_core.latents import predict
-
-from conftest import make_npz_arrays
+from plint_core.models.sources import load_model
+from plint_core.models.spec import sidecar_path
+from plint_core.models.training import TrainConfig, train_classifier
+from plint_core.models.weights import save_model, state_fingerprint
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from plint_core.data import SPLIT_SEED, TEST_FRACTION, load_data
-from plint_core.errors import PlintError
-
 from conftest import make_npz_arrays
+
+from plint_core.data.dataset import SPLIT_SEED, TEST_FRACTION
+from plint_core.data.loading import load_data
+from plint_core.errors import PlintError
 
 
 def test_digits_is_split_stratified_with_stable_ids(digits):

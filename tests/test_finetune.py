@@ -28,7 +28,7 @@ def setup(digits, demo):
 
 
 def _distance(module, demo, embedder, source, moved):
-    from plint_core.classifier import ModelBundle
+    from plint_core.models.spec import ModelBundle
     lat = extract_latents(ModelBundle(module, demo.spec, ""), source.images01[moved])
     with torch.no_grad():
         y = embedder(torch.as_tensor(lat)).numpy()
@@ -89,8 +89,8 @@ def test_bad_hyper_parameters(kwargs, message):
 
 def test_same_spec_and_seed_give_identical_runs(digits, demo, tmp_path):
     """Two runs of one spec and seed on the CPU, each computed in its own store: identical metrics and weights."""
+    from plint_core.embedding.parametric_tsne import TSNEConfig
     from plint_core.intervention import separate_classes
-    from plint_core.parametric_tsne import TSNEConfig
     from plint_core.pipeline import prepare_embedding, run_intervention
     from plint_core.store import RunStore
 

@@ -5,16 +5,17 @@ import tempfile
 
 import numpy as np
 import pytest
+from own_data import CLASSES, files_under, write_image_folder, zip_folder
 from PIL import Image
 
-from plint_core.classifier import ModelSpec
-from plint_core.data import TEST_FRACTION, load_data
+from plint_core.data.dataset import TEST_FRACTION
+from plint_core.data.image_folder import load_image_folder
+from plint_core.data.loading import load_data
+from plint_core.data.torchvision_data import is_cached, load_torchvision_dataset
+from plint_core.data.transforms import convert_channels, resize_images
 from plint_core.errors import PlintError
-from plint_core.image_folder import load_image_folder
-from plint_core.model_input import convert_channels, fit_to_model, resize_images
-from plint_core.torchvision_data import is_cached, load_torchvision_dataset
-
-from own_data import CLASSES, files_under, write_image_folder, zip_folder
+from plint_core.inputs import fit_to_model
+from plint_core.models.spec import ModelSpec
 
 
 def test_class_folders_are_split_stratified_with_the_fixed_seed(tmp_path):

@@ -20,8 +20,9 @@ def test_layers_are_listed_in_forward_order_with_shapes(demo):
 
 def test_two_class_models_default_to_the_hidden_layer(digits):
     """Two logits hold one number's worth of information: the default moves to the last wider layer."""
-    from plint_core.classifier import PLINT_CNN, ModelBundle, ModelSpec, build_model
     from plint_core.latents import resolve_layer
+    from plint_core.models.architectures import build_model
+    from plint_core.models.spec import PLINT_CNN, ModelBundle, ModelSpec
 
     spec = ModelSpec(PLINT_CNN, ("normal", "pneumonia"), (1, 8, 8), (0.5,), (0.25,))
     torch.manual_seed(0)

@@ -14,19 +14,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from own_data import (
+    CLASSES,
+    WritesAFile,
+    files_under,
+    save_scripted,
+    save_torchscript,
+    write_evil_pickle,
+    write_image_folder,
+    zip_folder,
+)
 from safetensors.torch import save_file
 from torch import nn
 
-from plint_core.classifier import load_model, save_model, state_fingerprint
 from plint_core.cli import main
 from plint_core.errors import PlintError
-from plint_core.latents import extract_latents, list_layers, predict, resolve_layer
-from plint_core.model_sources import IMAGENET_MEAN, OUTPUT_LAYER, ModelOptions, load_classifier
 from plint_core.inputs import open_inputs
-from plint_core.torchvision_models import build_torchvision
-
-from own_data import (CLASSES, WritesAFile, files_under, save_scripted, save_torchscript, write_evil_pickle,
-                      write_image_folder, zip_folder)
+from plint_core.latents import extract_latents, list_layers, predict, resolve_layer
+from plint_core.models.sources import IMAGENET_MEAN, OUTPUT_LAYER, ModelOptions, load_classifier, load_model
+from plint_core.models.torchvision_models import build_torchvision
+from plint_core.models.weights import save_model, state_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 

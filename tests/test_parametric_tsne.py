@@ -9,10 +9,10 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
-from plint_core.affinities import calibrate_conditional, knn_affinities
+from plint_core.embedding.affinities import calibrate_conditional, knn_affinities
+from plint_core.embedding.parametric_tsne import ParametricTSNE, TSNEConfig
+from plint_core.embedding.quality import embedding_quality
 from plint_core.latents import extract_latents
-from plint_core.parametric_tsne import ParametricTSNE, TSNEConfig
-from plint_core.quality import embedding_quality
 
 # Small but real: enough steps on digits for a good embedding, a few seconds on one core.
 FAST = TSNEConfig(n_iter=250, early_exaggeration_iter=60, pca_iter=25, n_landmarks=256, landmark_min_points=0,

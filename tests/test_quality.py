@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness as sk_trustworthiness
 
-from plint_core.quality import embedding_quality, knn_accuracy, knn_recall, trustworthiness
+from plint_core.embedding.quality import embedding_quality, knn_accuracy, knn_recall, trustworthiness
 
 
 def _blobs(n_per: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,7 @@ def test_trustworthiness_matches_sklearn():
 
 
 def test_trustworthiness_is_blockwise_exact(monkeypatch):
-    from plint_core import quality
+    from plint_core.embedding import quality
 
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(200, 5)), rng.normal(size=(200, 2))

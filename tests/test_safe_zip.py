@@ -8,13 +8,12 @@ import time
 import zipfile
 
 import pytest
+from own_data import files_under, write_image_folder, zip_folder
 
-from plint_core.data import load_data
+from plint_core.data.loading import load_data
 from plint_core.errors import PlintError
 from plint_core.safe_zip import ZipLimits, extract_zip
 from plint_core.workspace import Workspace, safe_name, sweep_stale
-
-from own_data import files_under, write_image_folder, zip_folder
 
 
 def _zip(path, entries: dict[str, bytes], *, link: str | None = None, encrypted: bool = False):

@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .classifier import (DEMO, DEMO_WEIGHTS, PLINT_CNN, ModelBundle, ModelSpec, _read_state_dict, build_model,
-                         sidecar_path, state_fingerprint)
-from .errors import PlintError
-from .torchvision_models import (classification_architectures, drop_aux_weights, infer_from_state,
-                                 is_torchvision_arch)
+from ..errors import PlintError
+from .architectures import build_model
+from .spec import DEMO, DEMO_WEIGHTS, PLINT_CNN, ModelBundle, ModelSpec, sidecar_path
+from .torchvision_models import classification_architectures, drop_aux_weights, infer_from_state, is_torchvision_arch
+from .weights import _read_state_dict, state_fingerprint
 
 TORCHSCRIPT = "torchscript"
 """``ModelSpec.arch`` of a TorchScript model."""
@@ -263,6 +263,12 @@ def load_classifier(src: str | Path, *, arch: str | None = None, classes: tuple[
     bundle = ModelBundle(module.eval(), spec, fingerprint, DEMO if str(src) == DEMO else str(path))
     validate_model(bundle)
     return bundle
+
+
+def load_model(src: str | Path) -> ModelBundle:
+    """Load ``demo``, a model written by :func:`plint_core.models.weights.save_model`, or any model file
+    with a complete sidecar; never executes code from the file (see :func:`load_classifier`)."""
+    return load_classifier(src)
 
 
 def validate_model(bundle: ModelBundle) -> None:

@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from plint_core.affinities import knn_affinities
+from .affinities import knn_affinities
 
 __all__ = ["ParametricTSNE", "TSNEConfig"]
 

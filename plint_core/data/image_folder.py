@@ -3,7 +3,7 @@
 Two layouts are read (class names are the sub-folder names, sorted)::
 
     root/<class>/<image>                      split 80/20 into train and test, stratified,
-                                              with data.SPLIT_SEED (as for images/labels .npz)
+                                              with dataset.SPLIT_SEED (as for images/labels .npz)
     root/train/<class>/<image>                the split as given; val/ (or valid/, validation/)
     root/test/<class>/<image>                 is optional
 
@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .data import Dataset, Split, _check_classes, _from_images_labels
-from .errors import PlintError
-from .model_input import convert_channels, resize_images
-from .safe_zip import ZipLimits, extract_zip
+from ..errors import PlintError
+from ..safe_zip import ZipLimits, extract_zip
+from .arrays import _from_images_labels
+from .dataset import Dataset, Split, _check_classes
+from .transforms import convert_channels, resize_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}

@@ -1,7 +1,7 @@
 """Bringing images to a model's input: resize to its height × width, convert grayscale ↔ RGB.
 
 Images stay in ``[0, 1]``; the model's normalisation is applied later by
-:meth:`plint_core.classifier.ModelBundle.preprocess`. Resizing is bilinear with
+:meth:`plint_core.models.spec.ModelBundle.preprocess`. Resizing is bilinear with
 antialiasing (like PIL's and torchvision's ``Resize``) and stretches: the aspect
 ratio follows the model's input, as torchvision's ``Resize((h, w))`` does.
 RGB → grayscale uses ITU-R 601 luma weights, as PIL's ``convert("L")``.
@@ -14,12 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classifier import ModelSpec
-from .data import Dataset, Split
-from .errors import PlintError
+from ..errors import PlintError
+from .dataset import Dataset, Split
 
 LUMA = (0.299, 0.587, 0.114)
+
 _CHUNK = 256  # images resized per call, to bound the temporary memory
+
 
 
 def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -36,6 +37,7 @@ def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
                      "only between grayscale (1) and RGB (3)")
 
 
+
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``images`` (float32 ``[N, C, H, W]`` in ``[0, 1]``) resized to ``size`` = (height, width)."""
     if tuple(images.shape[2:]) == tuple(size):
@@ -47,10 +49,6 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         out[start:start + _CHUNK] = y.clamp_(0.0, 1.0).numpy()
     return out
 
-
-def fit_to_model(data: Dataset, spec: ModelSpec) -> Dataset:
-    """``data`` with every split's images converted to ``spec.input_shape``; ``data`` itself if they fit already."""
-    return fit_to_shape(data, spec.input_shape)
 
 
 def fit_to_shape(data: Dataset, input_shape: tuple[int, int, int]) -> Dataset:
@@ -67,12 +65,14 @@ def fit_to_shape(data: Dataset, input_shape: tuple[int, int, int]) -> Dataset:
     return replace(data, train=fit(data.train), test=fit(data.test), val=fit(data.val))
 
 
+
 def describe_fit(before: tuple[int, ...], after: tuple[int, ...]) -> str:
     """A note for the user: how the images were changed to fit the model (``""`` if they were not)."""
     if tuple(before) == tuple(after):
         return ""
     return (f"images converted from {_shape_text(before)} to the model's input {_shape_text(after)} "
             "(channels×height×width)")
+
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

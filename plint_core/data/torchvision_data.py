@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, Split, _check_classes
-from .errors import PlintError
+from ..errors import PlintError
+from .dataset import Dataset, Split, _check_classes
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 """``--data`` names → torchvision dataset classes."""

@@ -15,7 +15,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from .errors import PlintError
+from ..errors import PlintError
 
 # Auxiliary heads exist only in training graphs of these models; plint builds them
 # without (a forward pass must return plain logits) and drops their weights.
