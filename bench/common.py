@@ -63,7 +63,7 @@ def cached_model(name: str, epochs: int, seed: int = 0, data: Dataset | None = N
 
 def _take(split: Split, rows: np.ndarray) -> Split:
     """Rows of ``split``; ids keep the engine's row numbers, so points stay traceable."""
-    return Split(np.ascontiguousarray(split.images[rows]), split.labels[rows], split.ids[rows])
+    return split.subset(rows)
 
 
 def with_val_split(data: Dataset, n_val: int, seed: int = 0) -> Dataset:

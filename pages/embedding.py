@@ -170,7 +170,7 @@ def editor(proj: Project, emb) -> None:
         sess.last_chart, sess.last_chart_mode = chart_sig, click_mode
         if len(sel):
             shown = pick(sel.ids)
-            st.image(montage(proj.data.train.images[view.index.rows_of(shown)], view.correct_of(shown)),
+            st.image(montage(proj.data.train.images.native(view.index.rows_of(shown)), view.correct_of(shown)),
                      caption=f"{len(shown)} of {len(sel):,} selected images (green frame: classified correctly, "
                              f"red: misclassified)", width="content")
         else:

@@ -17,7 +17,7 @@ from plint_app.ui import (
     show_flash,
 )
 from plint_core.errors import PlintError
-from plint_core.finetune import FinetuneConfig, Progress
+from plint_core.finetune import FinetuneConfig, Progress, format_duration
 from plint_core.pipeline import run_intervention
 
 DEFAULTS = FinetuneConfig()
@@ -28,8 +28,10 @@ RUN_TITLES = {"pli": "PLI run (cross-entropy + embedding term)", "control": "Con
 def settings(proj: Project) -> FinetuneConfig:
     """The config from the widgets (raises ``PlintError`` on a bad value)."""
     s = st.session_state
+    points = int(s["w_points"])
     return FinetuneConfig(lam=float(s["w_lam"]), epochs=int(s["w_epochs"]), lr=float(s["w_lr"]),
-                          batch_size=int(s["w_batch"]), seed=int(s["w_seed"]), device=proj.config.device)
+                          batch_size=int(s["w_batch"]), seed=int(s["w_seed"]), device=proj.config.device,
+                          train_points=points if 0 < points < len(proj.data.train) else None)
 
 
 def start_run(proj: Project) -> None:
@@ -76,8 +78,9 @@ def run_progress(job: Job) -> None:
     report = job.progress
     p = report.detail
     if isinstance(p, Progress):
+        left = "" if p.seconds_left is None else f" · about {format_duration(p.seconds_left)} left"
         text = (f"{RUN_TITLES[p.run]} · epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · "
-                f"CE {p.ce:.4f} · embedding term {p.embed:.4f} · loss {p.loss:.4f}")
+                f"CE {p.ce:.4f} · embedding term {p.embed:.4f} · loss {p.loss:.4f}{left}")
     else:
         text = "Preparing the run …"
     st.progress(report.fraction, text=text)
@@ -126,7 +129,7 @@ else:
     page_link("embedding", "Go to Embedding & interventions", icon=":material/scatter_plot:")
 
 for key, value in (("w_lam", DEFAULTS.lam), ("w_epochs", DEFAULTS.epochs), ("w_lr", DEFAULTS.lr),
-                   ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size)):
+                   ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size), ("w_points", 0)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
 c1.slider("λ (weight of the embedding term)", 0.0, 1.0, step=0.01, key="w_lam", persist_state="session",
@@ -141,6 +144,11 @@ c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="w_seed", 
 with st.expander("More settings"):
     st.number_input("Batch size", min_value=1, max_value=4096, step=1, key="w_batch", persist_state="session",
                     help="Images per optimisation step.")
+    st.number_input("Training points (0 = all)", min_value=0, max_value=len(proj.data.train), step=100,
+                    key="w_points", persist_state="session",
+                    help=f"Fine-tune on a subset of this many of the {len(proj.data.train):,} training images, "
+                         "stratified by class; the moved points are always included. For large data sets, where "
+                         "an epoch over everything takes long.")
     st.caption(f"Device: {device_label()} (PLINT_DEVICE={proj.config.device})")
 
 job = sess.run_job

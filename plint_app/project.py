@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from plint_core.data.dataset import Dataset, Split
+from plint_core.data.images import Images
 from plint_core.data.loading import load_data
 from plint_core.device import resolve_device, set_threads
 from plint_core.inputs import Inputs
-from plint_core.latents import LayerInfo, extract_latents, list_layers, pick_default, predict
+from plint_core.latents import LayerInfo, forward_pass, list_layers, pick_default
 from plint_core.models.sources import describe, load_model
 from plint_core.models.spec import ModelBundle
 from plint_core.pipeline import Embedding, prepare_embedding
@@ -154,30 +155,57 @@ class Project:
         return projected
 
 
-def replicate_train(data: Dataset, n_train: int, seed: int = 0) -> Dataset:
-    """``data`` with a training split of ``n_train`` points: the real rows, cycled, copies jittered.
+@dataclass(frozen=True, eq=False)
+class JitteredCopies(Images):
+    """``n`` images: row ``r`` is ``base`` row ``r % len(base)``; rows past the first ``len(base)`` get
+    Gaussian pixel noise (``std``, drawn per row from ``seed`` and ``r``), clipped to ``[0, 1]``.
 
-    Row ``r`` is real row ``r % N``; rows past the first ``N`` get Gaussian pixel
-    noise (``JITTER_STD``), clipped to ``[0, 1]``. Ids are ``0..n_train-1``; the
-    test split is unchanged.
+    Read on demand like any :class:`~plint_core.data.images.Images`: nothing is materialised.
     """
+
+    base: Images | None = None
+    n: int = 0
+    std: float = JITTER_STD
+    seed: int = 0
+
+    @property
+    def n_source(self) -> int:
+        return self.n
+
+    @property
+    def source_shape(self) -> tuple[int, int, int]:
+        return tuple(self.base.shape[1:])  # type: ignore[return-value]
+
+    def _read(self, source_rows: np.ndarray) -> torch.Tensor:
+        source_rows = np.asarray(source_rows, dtype=np.int64)
+        images = self.base[source_rows % len(self.base)]
+        for i in np.flatnonzero(source_rows >= len(self.base)):
+            noise = np.random.default_rng((self.seed, int(source_rows[i]))).normal(0.0, self.std, images[i].shape)
+            images[i] = np.clip(images[i] + noise.astype(np.float32), 0.0, 1.0)
+        return torch.from_numpy(images)
+
+    def _hash_source(self, h) -> None:
+        self.base.update_hash(h)
+        h.update(f"jittered:{self.n}:{self.std}:{self.seed}".encode())
+
+
+def replicate_train(data: Dataset, n_train: int, seed: int = 0) -> Dataset:
+    """``data`` with a training split of ``n_train`` points: the real rows, cycled, copies jittered
+    (:class:`JitteredCopies`). Ids are ``0..n_train-1``; the test split is unchanged."""
     train = data.train
     rows = np.arange(n_train) % len(train)
-    images = train.images[rows].copy()
-    copies = np.arange(n_train) >= len(train)
-    if copies.any():
-        noise = np.random.default_rng(seed).normal(0.0, JITTER_STD, images[copies].shape).astype(np.float32)
-        images[copies] = np.clip(images[copies] + noise, 0.0, 1.0)
-    split = Split(images, train.labels[rows].copy(), np.arange(n_train, dtype=np.int64))
+    split = Split(JitteredCopies(base=train.images, n=n_train, seed=seed), train.labels[rows].copy(),
+                  np.arange(n_train, dtype=np.int64))
     return replace(data, name=f"{data.name}×{n_train}", train=split)
 
 
 def project_embedding(base: Embedding, data: Dataset, bundle: ModelBundle, device: torch.device | str = "cpu") -> Embedding:
     """``base``'s fitted network applied to ``data`` (out-of-sample projection, no refit)."""
-    def xy(images: np.ndarray) -> np.ndarray:
-        return base.embedder.transform(extract_latents(bundle, images, base.layer, device=device))
+    def projected(images: Images) -> tuple[np.ndarray, np.ndarray]:
+        latents, preds = forward_pass(bundle, images, base.layer, device=device)
+        return base.embedder.transform(latents), preds
 
     key = make_key({"kind": "projected", "base": base.key, "data": data.fingerprint()})
-    return Embedding(key, base.layer, base.seed, base.embedder, xy(data.train.images), xy(data.test.images),
-                     predict(bundle, data.train.images, device=device), predict(bundle, data.test.images, device=device),
+    (train_xy, train_pred), (test_xy, test_pred) = projected(data.train.images), projected(data.test.images)
+    return Embedding(key, base.layer, base.seed, base.embedder, train_xy, test_xy, train_pred, test_pred,
                      dict(base.quality), cache_hit=base.cache_hit)

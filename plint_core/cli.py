@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,14 +16,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .atomic import write_atomic, write_json_atomic
+from .data.loader import WORKERS_ENV
 from .data.loading import load_data
 from .data.transforms import fit_to_shape
-from .device import DEVICE_CHOICES, set_threads
+from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .errors import PlintError, RunCancelled
-from .finetune import FinetuneConfig
+from .finetune import FinetuneConfig, format_duration
 from .inputs import open_inputs
 from .intervention import InterventionSpec
-from .latents import extract_latents, list_layers, pick_default, resolve_layer
+from .latent_cache import cached_latents
+from .latents import list_layers, pick_default, resolve_layer
 from .models.sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
 from .models.training import TrainConfig, train_classifier
 from .models.weights import save_model
@@ -82,6 +85,13 @@ def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool 
     p.add_argument("--threads", type=_threads, default=0, metavar="N",
                    help="torch CPU threads (default 0: torch's own, capped at the container's CPU quota); "
                         "on a machine busy with other work, 1 is often much faster")
+    if model:
+        p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                       help="automatic mixed precision for latents and fine-tuning (bfloat16, or float16 with a "
+                            "gradient scaler on GPUs without bfloat16); default: on for CUDA, off on the CPU")
+        p.add_argument("--workers", type=_threads, default=None, metavar="N",
+                       help="data loader worker processes (default: none for arrays on the CPU; for image files "
+                            "or a GPU one per spare core, at most 4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lam", type=float, default=FinetuneConfig.lam)
     run.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     run.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size)
+    run.add_argument("--train-points", type=int, default=None, metavar="N",
+                     help="fine-tune on a stratified subset of N training points, the moved points always included "
+                          "(default: all)")
 
     p = sub.add_parser("runs", help="list, show or delete stored runs")
     p.add_argument("action", choices=("list", "show", "delete"))
@@ -173,7 +186,10 @@ def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
     if spec is not None:
         spec.groups(data.train.labels, data.train.ids, data.class_names)
     _log_notes(inputs)
+    if a.workers is not None:
+        os.environ[WORKERS_ENV] = str(a.workers)
     emb = prepare_embedding(data, bundle, layer=a.layer, seed=a.seed, store=RunStore(a.runs_dir), device=a.device,
+                            amp=a.amp,
                             progress=lambda stage, f: _log(f"{stage}: {f:.0%}") if f in (0.0, 1.0) else None)
     return data, bundle, emb
 
@@ -182,9 +198,23 @@ def cmd_embed(a: argparse.Namespace) -> None:
     data, bundle, emb = _embedding(a)
     out = Path(a.out)
     table = emb.table(data)
-    latents = np.concatenate([extract_latents(bundle, s.images, emb.layer) for s in (data.train, data.test)])
+    lat = cached_latents(data, bundle, emb.layer, RunStore(a.runs_dir), device=resolve_device(a.device), amp=a.amp)
+    parts = [lat.latents("train"), lat.latents("test")]
+
+    def write_latents(path: Path) -> None:  # train rows then test rows, copied from the cache chunk by chunk
+        out_array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                              shape=(sum(len(x) for x in parts), parts[0].shape[1]))
+        start = 0
+        for part in parts:
+            for chunk in range(0, len(part), 65536):
+                block = part[chunk:chunk + 65536]
+                out_array[start:start + len(block)] = block
+                start += len(block)
+        out_array.flush()
+        del out_array
+
     write_atomic(out / "embedding.csv", lambda p: table.to_csv(p, index=False))
-    write_atomic(out / "latents.npy", lambda p: np.save(p.open("wb"), latents.astype(np.float32)))
+    write_atomic(out / "latents.npy", write_latents)
     write_json_atomic(out / "embedding_quality.json", emb.quality)
     _log(f"wrote {out}/embedding.csv ({len(table)} rows), latents.npy, embedding_quality.json"
          f"{' (cached embedding)' if emb.cache_hit else ''}")
@@ -196,7 +226,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     if not spec_path.is_file():
         raise PlintError(f"spec file {a.spec!r} does not exist")
     spec = InterventionSpec.from_json(spec_path.read_text(encoding="utf-8"))
-    config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed, device=a.device)
+    config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+                            train_points=a.train_points, device=a.device, amp=a.amp, workers=a.workers)
     data, bundle, emb = _embedding(a, spec)
     last = [0.0]
 
@@ -204,7 +235,9 @@ def cmd_run(a: argparse.Namespace) -> None:
         now = time.perf_counter()
         if p.step == p.steps or now - last[0] > 5:
             last[0] = now
-            _log(f"{p.run} epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps}: ce {p.ce:.4f} embed {p.embed:.4f}")
+            left = "" if p.seconds_left is None else f", about {format_duration(p.seconds_left)} left"
+            _log(f"{p.run} epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps}: ce {p.ce:.4f} embed {p.embed:.4f}"
+                 f"{left}")
 
     res = run_intervention(data, bundle, emb, spec, config, store=RunStore(a.runs_dir), progress=report)
     result = dict(res.result, seconds=round(time.perf_counter() - started, 3), run_dir=str(res.directory))

@@ -56,3 +56,23 @@ def set_threads(requested: int = 0) -> int:
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     return threads
+
+
+def autocast_dtype(device: torch.device, amp: bool | None = None) -> torch.dtype | None:
+    """The dtype of automatic mixed precision on ``device``, or ``None`` for full float32.
+
+    ``amp=None`` (the default) means on for CUDA, off for the CPU. On CUDA it is
+    bfloat16 where the GPU supports it (Ampere and later), else float16 (which
+    needs a gradient scaler when training); on the CPU, asked for explicitly, bfloat16.
+    """
+    on = device.type == "cuda" if amp is None else bool(amp)
+    if not on:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``float32``, ``bfloat16`` or ``float16``: how a computation ran, for result files."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")

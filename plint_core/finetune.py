@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -19,9 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import resolve_device
+from .data.images import Images
+from .data.loader import batch_loader, iterate
+from .device import autocast_dtype, resolve_device
 from .errors import PlintError, RunCancelled
-from .latents import capture
+from .latents import as_images, capture, model_input, uses_convolutions
 from .models.spec import ModelBundle
 
 
@@ -33,8 +36,13 @@ class FinetuneConfig:
     epochs: passes over the training split (default 40).
     lr: Adam learning rate (default 1e-3).
     batch_size: images per step (default 32).
-    seed: seeds the initial shuffle and every batch order (default 0).
+    seed: seeds the initial shuffle, every batch order and the ``train_points`` subset (default 0).
+    train_points: fine-tune on a stratified subset of this many training points, the moved points always
+        included (default ``None``: all of them); for large data sets, where an epoch over everything is long.
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
+    amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
+        off for the CPU); not part of a run's key, recorded in its result.
+    workers: loader worker processes (``None``: :func:`plint_core.data.loader.default_workers`); not keyed.
     """
 
     lam: float = 0.1
@@ -42,7 +50,10 @@ class FinetuneConfig:
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
+    train_points: int | None = None
     device: str = "auto"
+    amp: bool | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lam <= 1.0:
@@ -53,17 +64,28 @@ class FinetuneConfig:
             raise PlintError(f"learning rate is {self.lr}: it must lie in (0, 1), e.g. 1e-3")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise PlintError(f"batch size is {self.batch_size}: it must be a positive whole number")
+        if self.train_points is not None and not (isinstance(self.train_points, int) and self.train_points >= 2):
+            raise PlintError(f"train points is {self.train_points}: give a whole number of at least 2, or leave it "
+                             "empty to fine-tune on the whole training split")
 
     def key_dict(self) -> dict:
-        """The fields that determine a run's result (all but ``device``)."""
+        """The fields that determine a run's result (all but ``device``, ``amp`` and ``workers``;
+        ``train_points`` only when set, so earlier runs keep their keys)."""
         d = asdict(self)
-        d.pop("device")
+        for name in ("device", "amp", "workers"):
+            d.pop(name)
+        if d["train_points"] is None:
+            d.pop("train_points")
         return d
 
 
 @dataclass(frozen=True)
 class Progress:
-    """One report from a fine-tuning loop; ``run`` is ``"pli"`` or ``"control"``."""
+    """One report from a fine-tuning loop; ``run`` is ``"pli"`` or ``"control"``.
+
+    ``seconds_left`` estimates the time until both runs end, from the steps
+    done so far (``None`` during the first few steps).
+    """
 
     run: str
     epoch: int
@@ -73,6 +95,7 @@ class Progress:
     ce: float
     embed: float
     loss: float
+    seconds_left: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -82,11 +105,59 @@ class Progress:
 
 @dataclass(frozen=True)
 class TrainingBatchSource:
-    """Training images in ``[0, 1]``, their labels and embedding targets ``y'`` (row-aligned)."""
+    """Training images (an :class:`~plint_core.data.images.Images` view, or ``[N, C, H, W]`` in ``[0, 1]``),
+    their labels and embedding targets ``y'`` (row-aligned)."""
 
-    images01: np.ndarray
+    images: Images | np.ndarray
     labels: np.ndarray
     targets: np.ndarray
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s`` or ``1 h 02 min``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+ESTIMATE_AFTER_STEPS = 5
+"""Steps timed before the first estimate of the time left."""
+
+
+class _Clock:
+    """Time left for ``total`` steps, from the mean time per step so far (after :data:`ESTIMATE_AFTER_STEPS`)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+
+    def tick(self) -> float | None:
+        self.done += 1
+        if self.done < ESTIMATE_AFTER_STEPS:
+            return None
+        return (time.perf_counter() - self.started) / self.done * (self.total - self.done)
+
+
+def training_rows(labels: np.ndarray, moved: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Rows to fine-tune on: all of them (``n`` None or ≥ the split), else the ``moved`` rows and a sample of
+    the others stratified by label (``seed``), ``n`` in all — or just the moved rows if they are more."""
+    rows = np.arange(len(labels))
+    if n is None or n >= len(labels):
+        return rows
+    moved = np.asarray(moved, dtype=bool)
+    rest = rows[~moved]
+    fill = n - int(moved.sum())
+    if fill <= 0:
+        return rows[moved]
+    from sklearn.model_selection import train_test_split
+
+    try:
+        picked, _ = train_test_split(rest, train_size=fill, random_state=seed, stratify=labels[rest])
+    except ValueError:  # a class too rare to stratify: a plain seeded sample
+        picked = np.random.default_rng(seed).choice(rest, fill, replace=False)
+    return np.sort(np.concatenate([rows[moved], picked]))
 
 
 def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
@@ -99,48 +170,57 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     """
     if scale <= 0 or not np.isfinite(scale):
         raise PlintError(f"embedding scale is {scale}: fit the embedding before fine-tuning")
-    pli = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel)
-    control = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel)
+    steps = -(-len(source.labels) // config.batch_size)
+    clock = _Clock(2 * config.epochs * steps)
+    pli = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock)
+    control = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel, clock)
     return pli, control
 
 
 def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
            config: FinetuneConfig, lam: float, run: str, progress: Callable[[Progress], None] | None,
-           cancel: threading.Event | None) -> nn.Module:
+           cancel: threading.Event | None, clock: _Clock) -> nn.Module:
     device = resolve_device(config.device)
+    dtype = autocast_dtype(device, config.amp)
     torch.manual_seed(config.seed)
     model = copy.deepcopy(bundle.module).to(device).train()
+    channels_last = device.type == "cuda" and uses_convolutions(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     frozen = embedder.to(device).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
-    x_all = bundle.preprocess(source.images01, device)
-    y_all = torch.as_tensor(source.labels, device=device)
-    t_all = torch.as_tensor(source.targets, dtype=torch.float32, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    images = as_images(source.images)
+    convert = model_input(bundle, images, device, model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     gen = torch.Generator().manual_seed(config.seed)
-    n = len(y_all)
-    steps = (n + config.batch_size - 1) // config.batch_size
+    loader = batch_loader(images, config.batch_size, device, generator=gen, workers=config.workers,
+                          labels=np.asarray(source.labels, dtype=np.int64),
+                          targets=np.asarray(source.targets, dtype=np.float32))
+    steps = len(loader)
     ce_fn = nn.CrossEntropyLoss()
     with capture(model, layer) as box:
         for epoch in range(1, config.epochs + 1):
-            order = torch.randperm(n, generator=gen).to(device)
-            for step in range(1, steps + 1):
+            for step, batch in enumerate(iterate(loader), start=1):
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled(f"{run} run cancelled in epoch {epoch}")
-                rows = order[(step - 1) * config.batch_size: step * config.batch_size]
-                logits = model(x_all[rows])
-                ce = ce_fn(logits, y_all[rows])
-                if lam > 0:
-                    embed = ((frozen(box["out"]) - t_all[rows]) ** 2).sum(1).mean() / scale ** 2
-                    loss = (1 - lam) * ce + lam * embed
-                else:
-                    with torch.no_grad():
-                        embed = ((frozen(box["out"]) - t_all[rows]) ** 2).sum(1).mean() / scale ** 2
-                    loss = ce
+                x = convert(batch["images"])
+                y = batch["labels"].to(device, non_blocking=True)
+                t = batch["targets"].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    logits = model(x)
+                    ce = ce_fn(logits, y)
+                with torch.autocast(device.type, enabled=False), torch.set_grad_enabled(lam > 0):
+                    embed = ((frozen(box["out"].float()) - t) ** 2).sum(1).mean() / scale ** 2
+                loss = (1 - lam) * ce + lam * embed if lam > 0 else ce
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                left = clock.tick()
                 if progress is not None:
-                    progress(Progress(run, epoch, config.epochs, step, steps, ce.item(), embed.item(), loss.item()))
+                    progress(Progress(run, epoch, config.epochs, step, steps, ce.item(), embed.item(), loss.item(),
+                                      left))
     frozen.cpu()
-    return model.eval().cpu()
+    return model.eval().to(memory_format=torch.contiguous_format).cpu()

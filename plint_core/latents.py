@@ -9,14 +9,18 @@ not offered: TorchScript does not run Python forward hooks.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from .data.images import ArrayImages, Images
+from .data.loader import batch_loader, iterate
+from .data.transforms import ModelInput
+from .device import autocast_dtype
 from .errors import PlintError
 from .models.spec import ModelBundle
 
@@ -107,30 +111,93 @@ def capture(module: nn.Module, layer: str) -> Iterator[dict[str, torch.Tensor]]:
         handle.remove()
 
 
-def extract_latents(bundle: ModelBundle, images01: np.ndarray, layer: str | None = None, *,
-                    batch_size: int = 1024, device: torch.device | str = "cpu") -> np.ndarray:
-    """``layer``'s activations for ``images01`` (``[N, C, H, W]`` in ``[0, 1]``), float32 ``[N, F]``.
+def as_images(images: Images | np.ndarray) -> Images:
+    """``images`` as an :class:`~plint_core.data.images.Images`; an array is taken as float ``[N, C, H, W]`` in ``[0, 1]``."""
+    if isinstance(images, Images):
+        return images
+    array = np.asarray(images, dtype=np.float32)
+    return ArrayImages(1.0, array=array if array.ndim == 4 else array.reshape(0, 1, 1, 1), layout="NCHW")
 
-    Runs in eval mode under ``no_grad`` in batches of ``batch_size`` images.
+
+def inference_batch_size(input_shape: tuple[int, ...], device: torch.device) -> int:
+    """Images per forward pass: about 32 MiB of float input on the CPU, 256 MiB on a GPU (8 to 1,024 images)."""
+    per_image = 4 * int(np.prod(input_shape))
+    budget = (256 << 20) if device.type == "cuda" else (32 << 20)
+    return int(min(1024, max(8, budget // max(per_image, 1))))
+
+
+def uses_convolutions(module: nn.Module) -> bool:
+    """Whether ``module`` has 2-D convolutions (it then runs ``channels_last`` on CUDA)."""
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+def model_input(bundle: ModelBundle, images: Images, device: torch.device, module: nn.Module | None = None) -> ModelInput:
+    """The conversion of ``images``' stored batches to ``bundle``'s normalised input on ``device``."""
+    module = bundle.module if module is None else module
+    return ModelInput(images.divisor, images.target, bundle.spec.mean, bundle.spec.std, device,
+                      channels_last=device.type == "cuda" and uses_convolutions(module))
+
+
+def forward_pass(bundle: ModelBundle, images: Images | np.ndarray, layer: str | None, *,
+                 device: torch.device | str = "cpu", amp: bool | None = None, batch_size: int | None = None,
+                 workers: int | None = None, out: np.ndarray | None = None,
+                 progress: Callable[[float], None] | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """One pass over ``images``: ``layer``'s activations (float32 ``[N, F]``, or ``None`` without a layer)
+    and the predicted classes (int64 ``[N]``).
+
+    Images are read and converted batch by batch (:func:`plint_core.data.loader.batch_loader`);
+    activations are written into ``out`` (for example a memory-mapped ``.npy``)
+    when given. Eval mode, ``no_grad``, autocast as :func:`plint_core.device.autocast_dtype`
+    decides for ``amp``; activations are stored as float32.
     """
+    images = as_images(images)
+    device = torch.device(device)
+    dtype = autocast_dtype(device, amp)
+    n = len(images)
+    module = bundle.module.to(device).eval()
+    if device.type == "cuda" and uses_convolutions(module):
+        module = module.to(memory_format=torch.channels_last)
+    convert = model_input(bundle, images, device, module)
+    batch_size = batch_size or inference_batch_size(images.shape[1:], device)
+    preds = np.empty(n, np.int64)
+    latents = out
+    try:
+        with ExitStack() as stack:
+            box = stack.enter_context(capture(module, layer)) if layer is not None else None
+            stack.enter_context(torch.no_grad())
+            if dtype is not None:
+                stack.enter_context(torch.autocast(device.type, dtype=dtype))
+            done = 0
+            for batch in iterate(batch_loader(images, batch_size, device, workers=workers)):
+                rows = batch["index"].numpy()
+                logits = module(convert(batch["images"]))
+                preds[rows] = logits.argmax(1).cpu().numpy()
+                if box is not None:
+                    act = box["out"].float().cpu().numpy()
+                    if latents is None:
+                        latents = np.empty((n, act.shape[1]), np.float32)
+                    latents[rows] = act
+                done += len(rows)
+                if progress is not None:
+                    progress(done / max(n, 1))
+    finally:
+        bundle.module.to(memory_format=torch.contiguous_format).cpu()
+    if layer is not None and latents is None:
+        latents = np.zeros((0, 0), np.float32)
+    return latents, preds
+
+
+def extract_latents(bundle: ModelBundle, images01: Images | np.ndarray, layer: str | None = None, *,
+                    batch_size: int | None = None, device: torch.device | str = "cpu",
+                    amp: bool | None = None) -> np.ndarray:
+    """``layer``'s activations for ``images01`` (an :class:`Images` view, or ``[N, C, H, W]`` in ``[0, 1]``),
+    float32 ``[N, F]``; see :func:`forward_pass`."""
     layer = resolve_layer(bundle, layer)
-    module = bundle.module.to(device).eval()
-    chunks = []
-    with capture(module, layer) as box, torch.no_grad():
-        for start in range(0, len(images01), batch_size):
-            module(bundle.preprocess(images01[start:start + batch_size], device))
-            chunks.append(box["out"].float().cpu().numpy())
-    module.cpu()
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    latents, _ = forward_pass(bundle, images01, layer, device=device, amp=amp, batch_size=batch_size)
+    return latents
 
 
-def predict(bundle: ModelBundle, images01: np.ndarray, *, batch_size: int = 1024,
-            device: torch.device | str = "cpu") -> np.ndarray:
+def predict(bundle: ModelBundle, images01: Images | np.ndarray, *, batch_size: int | None = None,
+            device: torch.device | str = "cpu", amp: bool | None = None) -> np.ndarray:
     """Predicted class index per image (int64 ``[N]``)."""
-    module = bundle.module.to(device).eval()
-    preds = []
-    with torch.no_grad():
-        for start in range(0, len(images01), batch_size):
-            preds.append(module(bundle.preprocess(images01[start:start + batch_size], device)).argmax(1).cpu().numpy())
-    module.cpu()
-    return np.concatenate(preds).astype(np.int64)
+    return forward_pass(bundle, images01, None, device=device, amp=amp, batch_size=batch_size)[1]

@@ -17,13 +17,14 @@ import pandas as pd
 
 from .atomic import write_json_atomic
 from .data.dataset import Dataset
-from .device import resolve_device
+from .device import autocast_dtype, precision_name, resolve_device
 from .embedding.parametric_tsne import ParametricTSNE, TSNEConfig
 from .embedding.quality import embedding_quality
 from .errors import PlintError
-from .finetune import FinetuneConfig, Progress, TrainingBatchSource, finetune_pair
+from .finetune import FinetuneConfig, Progress, TrainingBatchSource, finetune_pair, training_rows
 from .intervention import InterventionSpec
-from .latents import extract_latents, predict, resolve_layer
+from .latent_cache import cached_latents
+from .latents import forward_pass, resolve_layer
 from .metrics import Evaluation, evaluate, mean_target_distance
 from .models.spec import ModelBundle
 from .models.weights import save_model, state_fingerprint
@@ -72,11 +73,13 @@ def embedding_key(data: Dataset, bundle: ModelBundle, layer: str, seed: int, con
 
 def prepare_embedding(data: Dataset, bundle: ModelBundle, *, layer: str | None = None, seed: int = 0,
                       config: TSNEConfig | None = None, store: RunStore | None = None, device: str = "auto",
-                      progress: StageProgress | None = None) -> Embedding:
+                      progress: StageProgress | None = None, amp: bool | None = None) -> Embedding:
     """Fit (or load from ``store``) the parametric t-SNE of ``layer``'s latents of the training split.
 
-    The fit uses at most ``config.max_fit_points`` training points, sampled with
-    ``seed``; every train and test point is then projected by the network.
+    The latents come from the store's latent cache (:func:`plint_core.latent_cache.cached_latents`):
+    computed once per model, data and layer, streamed batch by batch, whatever
+    the seed. The fit uses at most ``config.max_fit_points`` training points,
+    sampled with ``seed``; every train and test point is then projected by the network.
     """
     bundle.check_data(data)
     layer = resolve_layer(bundle, layer)
@@ -88,10 +91,10 @@ def prepare_embedding(data: Dataset, bundle: ModelBundle, *, layer: str | None =
     report = progress or (lambda stage, frac: None)
     dev = resolve_device(device)
     report("latents", 0.0)
-    train_lat = extract_latents(bundle, data.train.images, layer, device=dev)
-    test_lat = extract_latents(bundle, data.test.images, layer, device=dev)
-    train_pred = predict(bundle, data.train.images, device=dev)
-    test_pred = predict(bundle, data.test.images, device=dev)
+    lat = cached_latents(data, bundle, layer, store, device=dev, amp=amp,
+                         progress=lambda f: report("latents", min(f, 0.999)))
+    train_lat, test_lat = lat.latents("train"), lat.latents("test")
+    train_pred, test_pred = np.asarray(lat.predictions("train")), np.asarray(lat.predictions("test"))
     report("latents", 1.0)
     embedder = ParametricTSNE(config, random_state=seed, device=dev.type).fit(train_lat, progress=report)
     train_xy, test_xy = embedder.transform(train_lat), embedder.transform(test_lat)
@@ -100,7 +103,8 @@ def prepare_embedding(data: Dataset, bundle: ModelBundle, *, layer: str | None =
     quality["fit_seconds"] = float(embedder.fit_seconds_)
     report("quality", 1.0)
     meta = {"key": key, "layer": layer, "seed": seed, "quality": quality, "tsne": config.to_dict(),
-            "data": data.name, "model": bundle.source, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "latents": lat.key, "data": data.name, "model": bundle.source,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def fill(tmp: Path) -> None:
         embedder.save(tmp / "embedder")
@@ -160,7 +164,9 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
     if store.has_run(run_id):
         return load_run(store, run_id, started)
     device = resolve_device(config.device)
-    source = TrainingBatchSource(data.train.images, data.train.labels, targets)
+    rows = training_rows(data.train.labels, moved, config.train_points, config.seed)
+    train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
+    source = TrainingBatchSource(train.images, train.labels, targets[rows])
     pli, control = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale, source,
                                  config, progress, cancel)
     models = {"before": bundle.module, "after": pli, "control": control}
@@ -168,29 +174,33 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
     distance: dict[str, float] = {}
     test_xy: dict[str, np.ndarray] = {}
     test_pred: dict[str, np.ndarray] = {"before": embedding.test_pred}
+    moved_images = data.train.images.subset(np.flatnonzero(moved))
     for name, module in models.items():
         b = ModelBundle(module, bundle.spec, "")
-        if name not in test_pred:
-            test_pred[name] = predict(b, data.test.images, device=device)
-        evals[name] = evaluate(data.test.labels, test_pred[name], data.n_classes)
         if name == "before":
             moved_xy = embedding.train_xy[moved]
             test_xy[name] = embedding.test_xy
         else:
-            moved_xy = embedding.embedder.transform(extract_latents(b, data.train.images[moved], embedding.layer, device=device))
-            test_xy[name] = embedding.embedder.transform(extract_latents(b, data.test.images, embedding.layer, device=device))
+            moved_lat, _ = forward_pass(b, moved_images, embedding.layer, device=device, amp=config.amp)
+            test_lat, test_pred[name] = forward_pass(b, data.test.images, embedding.layer, device=device,
+                                                     amp=config.amp)
+            moved_xy = embedding.embedder.transform(moved_lat)
+            test_xy[name] = embedding.embedder.transform(test_lat)
+        evals[name] = evaluate(data.test.labels, test_pred[name], data.n_classes)
         distance[name] = mean_target_distance(moved_xy, targets[moved])
     result = {
         "run_id": run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
+        "n_train": int(len(rows)),
         "spec": spec.to_dict(), "finetune": config.key_dict(),
         "accuracy": {k: e.accuracy for k, e in evals.items()},
         "confusion": {k: e.confusion.tolist() for k, e in evals.items()},
         "per_class": {k: e.per_class(data.class_names) for k, e in evals.items()},
         "target_distance": distance,
         "device": device.type,
+        "precision": precision_name(autocast_dtype(device, config.amp)),
         "seconds": round(time.perf_counter() - started, 3),
         "cache_hit": False,
     }

@@ -7,6 +7,8 @@ renamed into place as the last step: a run killed half-way leaves only a
 
 Layout under the root (default ``runs/``)::
 
+    latents/<key>/      meta.json, train.npy, train_pred.npy, test.npy, test_pred.npy (+ val),
+                        memory-mapped when read
     embeddings/<key>/   meta.json, coords.npz, embedder/
     runs/<key>/         result.json, spec.json, finetuned.safetensors (+ .json sidecar),
                         control.safetensors (+ .json), embedder/, test_embedding.csv,
@@ -41,6 +43,12 @@ class RunStore:
 
     def __init__(self, root: str | Path = DEFAULT_ROOT):
         self.root = Path(root)
+
+    def latents_dir(self, key: str) -> Path:
+        return self.root / "latents" / key
+
+    def has_latents(self, key: str) -> bool:
+        return (self.latents_dir(key) / EMBEDDING_META).is_file()
 
     def embedding_dir(self, key: str) -> Path:
         return self.root / "embeddings" / key

@@ -269,4 +269,4 @@ def test_replicate_train_cycles_rows_and_keeps_test(digits):
     assert np.array_equal(big.train.images[:n], digits.train.images)
     assert np.array_equal(big.train.labels[n:2 * n], digits.train.labels)
     assert not np.array_equal(big.train.images[n:2 * n], digits.train.images)
-    assert big.train.images.min() >= 0 and big.train.images.max() <= 1 and big.test is digits.test
+    assert np.asarray(big.train.images).min() >= 0 and np.asarray(big.train.images).max() <= 1 and big.test is digits.test

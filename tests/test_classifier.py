@@ -37,7 +37,7 @@ def test_training_learns_and_is_reproducible(bands, trained):
     again = train_classifier(bands, TrainConfig(epochs=15, seed=3, device="cpu"))
     assert again.fingerprint == trained.fingerprint
     assert trained.spec.classes == bands.class_names and trained.spec.input_shape == (1, 8, 8)
-    assert trained.spec.mean[0] == pytest.approx(float(bands.train.images.mean()), rel=1e-5)
+    assert trained.spec.mean[0] == pytest.approx(float(np.asarray(bands.train.images).mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])

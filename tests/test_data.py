@@ -14,7 +14,7 @@ def test_digits_is_split_stratified_with_stable_ids(digits):
     assert digits.class_names == tuple(str(i) for i in range(10))
     assert digits.train.images.shape == (1437, 1, 8, 8) and digits.test.images.shape == (360, 1, 8, 8)
     assert digits.train.images.dtype == np.float32
-    assert 0.0 <= digits.train.images.min() and digits.train.images.max() <= 1.0
+    assert 0.0 <= np.asarray(digits.train.images).min() and np.asarray(digits.train.images).max() <= 1.0
     np.testing.assert_array_equal(digits.train.ids, np.arange(1437))
     test_share = np.bincount(digits.test.labels) / np.bincount(np.concatenate([digits.train.labels, digits.test.labels]))
     assert np.allclose(test_share, TEST_FRACTION, atol=0.02)
@@ -35,7 +35,7 @@ def test_images_labels_npz(tmp_path):
     assert ds.class_names == ("top", "middle", "bottom")
     assert len(ds.train) == 24 and len(ds.test) == 6
     assert ds.input_shape == (1, 8, 8)
-    assert ds.train.images.max() <= 1.0 and ds.train.images.max() > 0.8  # uint8 scaled by 1/255
+    assert np.asarray(ds.train.images).max() <= 1.0 and np.asarray(ds.train.images).max() > 0.8  # uint8 scaled by 1/255
 
 
 def test_medmnist_layout_with_rgb_and_column_labels(tmp_path):

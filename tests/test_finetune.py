@@ -29,7 +29,7 @@ def setup(digits, demo):
 
 def _distance(module, demo, embedder, source, moved):
     from plint_core.models.spec import ModelBundle
-    lat = extract_latents(ModelBundle(module, demo.spec, ""), source.images01[moved])
+    lat = extract_latents(ModelBundle(module, demo.spec, ""), source.images[moved])
     with torch.no_grad():
         y = embedder(torch.as_tensor(lat)).numpy()
     return float(np.linalg.norm(y - source.targets[moved], axis=1).mean())

@@ -1,9 +1,12 @@
 """Image folders, their zips, fitting images to a model's input, and torchvision's MNIST from a cache."""
 from __future__ import annotations
 
+import gc
+
 import tempfile
 
 import numpy as np
+import torch
 import pytest
 from own_data import CLASSES, files_under, write_image_folder, zip_folder
 from PIL import Image
@@ -12,7 +15,7 @@ from plint_core.data.dataset import TEST_FRACTION
 from plint_core.data.image_folder import load_image_folder
 from plint_core.data.loading import load_data
 from plint_core.data.torchvision_data import is_cached, load_torchvision_dataset
-from plint_core.data.transforms import convert_channels, resize_images
+from plint_core.data.transforms import convert_channels, resize
 from plint_core.errors import PlintError
 from plint_core.inputs import fit_to_model
 from plint_core.models.spec import ModelSpec
@@ -28,7 +31,7 @@ def test_class_folders_are_split_stratified_with_the_fixed_seed(tmp_path):
     assert len(ds.test) == int(np.ceil(36 * TEST_FRACTION)) and len(ds.train) + len(ds.test) == 36
     assert np.bincount(ds.test.labels).min() >= 2
     np.testing.assert_array_equal(ds.train.ids, np.arange(len(ds.train)))
-    assert 0.0 <= ds.train.images.min() and ds.train.images.max() == pytest.approx(220 / 255)
+    assert 0.0 <= np.asarray(ds.train.images).min() and np.asarray(ds.train.images).max() == pytest.approx(220 / 255)
     assert load_data(root).fingerprint() == ds.fingerprint()
 
 
@@ -63,14 +66,20 @@ def test_images_of_different_sizes_need_an_input_size(tmp_path):
     assert ds.input_shape == (1, 8, 12)
 
 
-def test_a_zipped_folder_loads_and_leaves_no_temporary_files(tmp_path, monkeypatch):
+def test_a_zipped_folder_is_read_on_demand_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     root = write_image_folder(tmp_path / "fruit", split=True)
     archive = zip_folder(root, tmp_path / "upload.zip", extra={"__MACOSX/fruit/._x.png": b"junk"})
     ds = load_data(archive)
     assert ds.name == "upload" and ds.class_names == CLASSES and len(ds.test) == 9
-    assert files_under(tmp_path / "tmp") == []
+    assert files_under(tmp_path / "tmp")  # unpacked while the data set reads it
+    first = ds.test.images[0]
+    archive.unlink()
+    np.testing.assert_array_equal(ds.test.images[0], first)  # read from the unpacked copy, not the zip
+    del ds, first
+    gc.collect()
+    assert files_under(tmp_path / "tmp") == []  # removed with the data set
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -111,13 +120,13 @@ def test_fewer_than_two_classes(tmp_path):
 
 def test_fit_to_model_converts_channels_and_size():
     rng = np.random.default_rng(0)
-    gray = rng.random((5, 1, 16, 16), dtype=np.float32)
+    gray = torch.from_numpy(rng.random((5, 1, 16, 16), dtype=np.float32))
     rgb = convert_channels(gray, 3)
-    assert rgb.shape == (5, 3, 16, 16) and np.array_equal(rgb[:, 2], gray[:, 0])
+    assert rgb.shape == (5, 3, 16, 16) and torch.equal(rgb[:, 2], gray[:, 0])
     np.testing.assert_allclose(convert_channels(rgb, 1), gray, atol=1e-6)
-    small = resize_images(gray, (8, 8))
+    small = resize(gray, (8, 8))
     assert small.shape == (5, 1, 8, 8) and 0 <= small.min() and small.max() <= 1
-    np.testing.assert_allclose(small.mean(), gray.mean(), atol=0.02)
+    np.testing.assert_allclose(float(small.mean()), float(gray.mean()), atol=0.02)
     with pytest.raises(PlintError, match="only between grayscale"):
         convert_channels(gray, 2)
 
@@ -158,4 +167,4 @@ def test_mnist_reads_a_cache_and_never_downloads_in_tests(tmp_path, monkeypatch)
     assert is_cached("mnist", tmp_path)
     ds = load_torchvision_dataset("mnist", root=tmp_path, download=False)
     assert ds.input_shape == (1, 28, 28) and (len(ds.train), len(ds.test)) == (20, 10) and ds.n_classes == 10
-    assert ds.train.images.dtype == np.float32 and ds.train.images.max() <= 1.0
+    assert ds.train.images.dtype == np.float32 and np.asarray(ds.train.images).max() <= 1.0

@@ -1,40 +1,49 @@
 """The containers: a :class:`Dataset` of :class:`Split` s (images, labels, ids) and its checks.
 
+A split's images are an :class:`~plint_core.data.images.Images` view, read on
+demand in the form they are stored; labels and ids are small arrays in memory.
+
 Each sample's ``id`` is its row number within its split; it is stable because
 splits are made with the fixed :data:`SPLIT_SEED`, which no ``--seed`` changes,
 so a model trained by ``plint_core train`` never saw the test rows of a later run.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
 from ..errors import PlintError
+from .images import Images, content_hash
 
 SPLIT_SEED = 2006_12902
 """Seed of the stratified train/test split (the paper's arXiv number); never changes."""
-
 TEST_FRACTION = 0.2
 """Share of samples put in the test split when the source has no split of its own."""
 
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
-    """One split: images in ``[0, 1]`` (float32 ``[N, C, H, W]``), int64 labels and ids."""
+    """One split: images (read on demand, ``[N, C, H, W]`` in ``[0, 1]`` when read), int64 labels and ids."""
 
-    images: np.ndarray
+    images: Images
     labels: np.ndarray
     ids: np.ndarray
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def with_images(self, images: Images) -> "Split":
+        return replace(self, images=images)
+
+    def subset(self, rows: np.ndarray) -> "Split":
+        """The samples at ``rows`` (positions in this split), ids kept; no pixels are read."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Split(self.images.subset(rows), self.labels[rows], self.ids[rows])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """A labelled image data set with its splits and class names."""
 
@@ -50,7 +59,7 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
+        """``(C, H, W)`` of one image as read."""
         return tuple(int(s) for s in self.train.images.shape[1:])  # type: ignore[return-value]
 
     def split(self, name: str) -> Split:
@@ -60,16 +69,36 @@ class Dataset:
             raise PlintError(f"data set {self.name!r} has no {name!r} split")
         return found
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the content (images, labels, class names) of all splits."""
-        h = hashlib.sha256()
-        h.update("\x1f".join(self.class_names).encode())
-        for split in (self.train, self.test, self.val):
-            if split is not None:
-                h.update(np.ascontiguousarray(split.images).tobytes())
-                h.update(np.ascontiguousarray(split.labels).tobytes())
-        return h.hexdigest()
+    def with_splits(self, **splits: Split | None) -> "Dataset":
+        """This data set with some splits replaced (``train=``, ``test=``, ``val=``)."""
+        return replace(self, **splits)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the content of all splits (stored pixels, rows, conversion, labels) and the class names.
+
+        Computed once per object, chunk by chunk, without copying the images.
+        """
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        h = content_hash()
+        h.update("\x1f".join(self.class_names).encode())
+        hashed: dict[int, str] = {}
+        for split in (self.train, self.test, self.val):
+            if split is None:
+                continue
+            source = split.images.source_token
+            if id(source) not in hashed:  # splits of one array share it: hash its content once
+                sub = content_hash()
+                split.images._hash_source(sub)
+                hashed[id(source)] = sub.hexdigest()
+            h.update(hashed[id(source)].encode())
+            h.update(b"rows:" + (b"all" if split.images.rows is None
+                                 else np.ascontiguousarray(split.images.rows, np.int64).tobytes()))
+            h.update(f"target:{split.images.target}".encode())
+            h.update(np.ascontiguousarray(split.labels, np.int64).tobytes())
+        return h.hexdigest()
 
 
 def _check_classes(ds: Dataset) -> None:

@@ -14,6 +14,11 @@ zip of a folder unpacks) is looked into. Grayscale images (8- or 16-bit) give
 1 channel; if any image is in colour, all are read as RGB. Pixels are scaled
 to ``[0, 1]``. Without ``image_size`` all images must share one size; with it
 each is resized (bilinear, antialiased) to ``image_size`` = (height, width).
+
+Loading reads only each file's header and checks its integrity (no pixels are
+kept): the images are :class:`~plint_core.data.images.FileImages`, decoded when
+a batch reads them. A zip is unpacked (safely) into a temporary folder that
+lives as long as the data set that reads it.
 """
 from __future__ import annotations
 
@@ -26,9 +31,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import PlintError
 from ..safe_zip import ZipLimits, extract_zip
-from .arrays import _from_images_labels
+from .arrays import from_images_labels
 from .dataset import Dataset, Split, _check_classes
-from .transforms import convert_channels, resize_images
+from .images import FileImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
@@ -38,8 +43,10 @@ _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grayscale, scal
 
 
 def load_image_folder(root: str | Path, *, image_size: tuple[int, int] | None = None,
-                      name: str | None = None) -> Dataset:
+                      name: str | None = None, keep: object = None) -> Dataset:
     """Read the ImageFolder at ``root`` into a :class:`Dataset` (named ``name``, default: the folder's name).
+
+    ``keep`` is held by the images for as long as they are read (a temporary folder's owner).
 
     Raises :class:`PlintError` naming the folder or file for: fewer than 2
     classes, a class without samples in a split, an empty or unreadable image,
@@ -57,14 +64,17 @@ def load_image_folder(root: str | Path, *, image_size: tuple[int, int] | None = 
                          "one sub-folder per class")
     index = {c: i for i, c in enumerate(classes)}
     order = [(split, cls, path) for split, files in layout.items() for cls in sorted(files) for path in files[cls]]
-    images = _read_images([path for _, _, path in order], root, image_size)
+    paths = [path for _, _, path in order]
+    channels, size = _survey([path for _, _, path in order], root, image_size)
+    images = FileImages(paths=tuple(paths), shown=tuple(_rel(p, root) for p in paths), channels=channels, size=size,
+                        keep=keep)
     labels = np.array([index[cls] for _, cls, _ in order], dtype=np.int64)
     if "all" in layout:
-        return _from_images_labels(name, images, labels, tuple(classes))
+        return from_images_labels(name, images, labels, tuple(classes))
     splits = {}
     for split in layout:
         rows = np.array([i for i, (s, _, _) in enumerate(order) if s == split], dtype=np.int64)
-        splits[split] = Split(np.ascontiguousarray(images[rows]), labels[rows], np.arange(len(rows), dtype=np.int64))
+        splits[split] = Split(images.subset(rows), labels[rows], np.arange(len(rows), dtype=np.int64))
     ds = Dataset(name, tuple(classes), splits["train"], splits["test"], splits.get("val"))
     _check_classes(ds)
     return ds
@@ -73,11 +83,16 @@ def load_image_folder(root: str | Path, *, image_size: tuple[int, int] | None = 
 def load_image_zip(path: str | Path, *, image_size: tuple[int, int] | None = None,
                    limits: ZipLimits = ZipLimits()) -> Dataset:
     """Read a ``.zip`` of an ImageFolder: unpacked safely (see :mod:`plint_core.safe_zip`) into a
-    temporary folder that is removed before this returns."""
+    temporary folder that is removed when the returned data set is garbage-collected (or the
+    process ends), or at once if reading fails."""
     path = Path(path)
-    with tempfile.TemporaryDirectory(prefix="plint-zip-") as tmp:
-        folder = extract_zip(path, Path(tmp) / "data", limits)
-        return load_image_folder(folder, image_size=image_size, name=path.stem)
+    tmp = tempfile.TemporaryDirectory(prefix="plint-zip-")
+    try:
+        folder = extract_zip(path, Path(tmp.name) / "data", limits)
+        return load_image_folder(folder, image_size=image_size, name=path.stem, keep=tmp)
+    except BaseException:
+        tmp.cleanup()
+        raise
 
 
 def _hidden(name: str) -> bool:
@@ -144,28 +159,47 @@ def _rel(path: Path, root: Path) -> str:
         return path.name
 
 
-def _read_images(paths: list[Path], root: Path, image_size: tuple[int, int] | None) -> np.ndarray:
-    """Images as float32 ``[N, C, H, W]`` in ``[0, 1]``; C is 3 if any image is in colour, else 1."""
-    arrays: list[np.ndarray] = []
+def _survey(paths: list[Path], root: Path, image_size: tuple[int, int] | None) -> tuple[int, tuple[int, int]]:
+    """``(channels, (height, width))`` the images are read as: 3 if any is in colour, else 1; their
+    common size, or ``image_size``. Opens each file's header and verifies its integrity; raises
+    :class:`PlintError` naming the first empty, unreadable or differently sized image."""
+    channels, first = 1, None
     for path in paths:
-        img = _read_image(path, _rel(path, root))
-        if image_size is not None:
-            img = resize_images(img[None], image_size)[0]
-        elif arrays and img.shape[1:] != arrays[0].shape[1:]:
-            raise PlintError(f"images differ in size: {_rel(paths[0], root)!r} is {_hw(arrays[0])}, "
-                             f"{_rel(path, root)!r} is {_hw(img)}; state the model's input size (--input-size) "
-                             "to resize them all")
-        arrays.append(img)
-    channels = max((a.shape[0] for a in arrays), default=1)
-    return np.stack([convert_channels(a[None], channels)[0] for a in arrays]) if arrays else \
-        np.zeros((0, 1, 1, 1), np.float32)
+        shown = _rel(path, root)
+        mode, size = _inspect(path, shown)
+        if mode not in _GRAY_MODES + _WIDE_MODES + ("F",):
+            channels = 3
+        if image_size is None:
+            if first is None:
+                first = (shown, size)
+            elif size != first[1]:
+                raise PlintError(f"images differ in size: {first[0]!r} is {_hw(first[1])}, {shown!r} is {_hw(size)}; "
+                                 "state the model's input size (--input-size) to resize them all")
+    size = tuple(image_size) if image_size is not None else (first[1] if first else (1, 1))
+    return channels, size  # type: ignore[return-value]
 
 
-def _hw(img: np.ndarray) -> str:
-    return f"{img.shape[1]}×{img.shape[2]} (height×width)"
+def _inspect(path: Path, shown: str) -> tuple[str, tuple[int, int]]:
+    """An image's mode and (height, width) from its header, after checking that the file is intact."""
+    if path.stat().st_size == 0:
+        raise PlintError(f"image {shown!r} is empty (0 bytes): remove or replace it")
+    try:
+        with Image.open(path) as img:
+            mode, (width, height) = img.mode, img.size
+            img.verify()  # checks the file's structure (PNG checksums, …) without decoding the pixels
+    except Image.DecompressionBombError as exc:
+        raise PlintError(f"image {shown!r} is too large to read safely ({exc}): downscale it first") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PlintError(f"cannot read image {shown!r}: it is truncated, corrupt or not an image "
+                         f"({type(exc).__name__})") from exc
+    return mode, (height, width)
 
 
-def _read_image(path: Path, shown: str) -> np.ndarray:
+def _hw(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]} (height×width)"
+
+
+def read_image(path: Path, shown: str) -> np.ndarray:
     """One image as float32 ``[C, H, W]`` in ``[0, 1]``, C = 1 or 3."""
     if path.stat().st_size == 0:
         raise PlintError(f"image {shown!r} is empty (0 bytes): remove or replace it")

@@ -10,13 +10,10 @@ applied later, by :class:`plint_core.models.spec.ModelBundle`.
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import PlintError
-from .arrays import DIGITS, _class_names_from, _from_images_labels, _from_medmnist, _load_digits
+from .arrays import DIGITS, load_digits, load_npz
 from .dataset import Dataset
 from .image_folder import load_image_folder, load_image_zip
 from .torchvision_data import TORCHVISION_DATASETS, load_torchvision_dataset
@@ -26,11 +23,13 @@ def load_data(src: str | Path, *, image_size: tuple[int, int] | None = None) -> 
     """Load ``digits``, ``mnist``, ``fashion-mnist``, an ``.npz`` file (MedMNIST layout or
     ``images`` + ``labels``), an ImageFolder or a ``.zip`` of one.
 
-    ``image_size`` (height, width) resizes the images of a folder or zip as they
-    are read (they may then differ in size); other sources keep their size.
+    No image is decoded or converted here (files are only opened for their
+    size and mode): splits read their rows on demand. ``image_size`` (height,
+    width) resizes the images of a folder or zip as they are read (they may
+    then differ in size); other sources keep their size.
     """
     if str(src) == DIGITS:
-        return _load_digits()
+        return load_digits()
     if str(src) in TORCHVISION_DATASETS:
         return load_torchvision_dataset(str(src))
     path = Path(src)
@@ -44,17 +43,4 @@ def load_data(src: str | Path, *, image_size: tuple[int, int] | None = None) -> 
             f"unsupported data file type {path.suffix or '(none)'!r} for {path.name!r}: give 'digits', an .npz "
             "with train_/test_ arrays or images + labels, an image folder (one sub-folder per class) or a .zip of one"
         )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise PlintError(f"cannot read {path.name!r} as an .npz file ({exc}): is it complete and uncorrupted?") from exc
-    names = _class_names_from(arrays)
-    if "train_images" in arrays:
-        return _from_medmnist(path.stem, arrays, names)
-    if "images" in arrays and "labels" in arrays:
-        return _from_images_labels(path.stem, arrays["images"], arrays["labels"], names)
-    raise PlintError(
-        f"{path.name!r} has arrays {sorted(arrays)}: expected train_images/train_labels/test_images/test_labels "
-        "(MedMNIST layout) or images + labels"
-    )
+    return load_npz(path)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import PlintError
 from .dataset import Dataset, Split, _check_classes
+from .images import array_images
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 """``--data`` names → torchvision dataset classes."""
@@ -53,7 +54,7 @@ def load_torchvision_dataset(name: str, *, root: str | Path | None = None, downl
     splits = {}
     for split in ("train", "test"):
         ds = cls(root=root, train=split == "train", download=False)
-        images = (ds.data.numpy().astype(np.float32) / 255.0)[:, None]
+        images = array_images(ds.data.numpy(), f"{name} {split} images")  # uint8, read as / 255
         labels = ds.targets.numpy().astype(np.int64)
         splits[split] = Split(images, labels, np.arange(len(labels), dtype=np.int64))
     data = Dataset(name, tuple(str(c) for c in cls.classes), splits["train"], splits["test"])

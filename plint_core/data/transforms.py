@@ -1,16 +1,23 @@
-"""Bringing images to a model's input: resize to its height × width, convert grayscale ↔ RGB.
+"""Bringing a batch of stored images to a model's input, one batch at a time.
 
-Images stay in ``[0, 1]``; the model's normalisation is applied later by
-:meth:`plint_core.models.spec.ModelBundle.preprocess`. Resizing is bilinear with
-antialiasing (like PIL's and torchvision's ``Resize``) and stretches: the aspect
-ratio follows the model's input, as torchvision's ``Resize((h, w))`` does.
-RGB → grayscale uses ITU-R 601 luma weights, as PIL's ``convert("L")``.
+The steps, in order (:func:`to_unit`, then :class:`ModelInput`):
+
+1. divide by the source's divisor (255 for ``uint8``) → float32 in ``[0, 1]``;
+2. convert channels: grayscale → RGB repeats the channel; RGB → grayscale
+   takes ITU-R 601 luma, as PIL's ``convert("L")``;
+3. resize to the model's height × width: bilinear with antialiasing (like
+   PIL's and torchvision's ``Resize((h, w))``), stretching to the model's aspect
+   ratio, clamped to ``[0, 1]``;
+4. normalise with the model's per-channel mean/std, ``(x - mean) / std``;
+5. on CUDA, for convolutional models, the ``channels_last`` memory format.
+
+Nothing here holds more than one batch: a split is converted as it is read,
+on the device that runs the model (the GPU does its own resizing).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,60 +26,84 @@ from .dataset import Dataset, Split
 
 LUMA = (0.299, 0.587, 0.114)
 
-_CHUNK = 256  # images resized per call, to bound the temporary memory
 
-
-
-def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
-    """``images`` (``[N, C, H, W]``) with ``channels`` channels: 1 → 3 repeats, 3 → 1 takes luma."""
-    have = images.shape[1]
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """``x`` (float ``[N, C, H, W]``) with ``channels`` channels: 1 → 3 repeats, 3 → 1 takes luma."""
+    have = x.shape[1]
     if have == channels:
-        return images
+        return x
     if have == 1 and channels == 3:
-        return np.ascontiguousarray(np.repeat(images, 3, axis=1))
+        return x.expand(-1, 3, -1, -1).contiguous()
     if have == 3 and channels == 1:
-        luma = np.asarray(LUMA, dtype=np.float32).reshape(1, 3, 1, 1)
-        return np.clip((images * luma).sum(axis=1, keepdims=True, dtype=np.float32), 0.0, 1.0)
+        luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * luma).sum(1, keepdim=True).clamp_(0.0, 1.0)
     raise PlintError(f"the model takes {channels}-channel images but the data has {have} channels: plint converts "
                      "only between grayscale (1) and RGB (3)")
 
 
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``x`` (float ``[N, C, H, W]`` in ``[0, 1]``) resized to ``size`` = (height, width), bilinear, antialiased."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)
 
-def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``images`` (float32 ``[N, C, H, W]`` in ``[0, 1]``) resized to ``size`` = (height, width)."""
-    if tuple(images.shape[2:]) == tuple(size):
-        return images
-    out = np.empty((images.shape[0], images.shape[1], *size), dtype=np.float32)
-    for start in range(0, len(images), _CHUNK):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + _CHUNK], dtype=np.float32))
-        y = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-        out[start:start + _CHUNK] = y.clamp_(0.0, 1.0).numpy()
-    return out
 
+def to_unit(batch: torch.Tensor, divisor: float, target: tuple[int, int, int] | None) -> torch.Tensor:
+    """A stored batch as float32 in ``[0, 1]``, converted to ``target`` = (C, H, W) if given."""
+    x = batch.float() if batch.dtype != torch.float32 else batch
+    if divisor != 1.0:
+        x = x / divisor
+    if target is not None:
+        x = resize(convert_channels(x, target[0]), target[1:])
+    return x
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """Stored batches → the model's normalised input on ``device`` (see the module's steps).
+
+    ``channels_last`` asks for that memory format (faster convolutions on
+    CUDA with tensor cores).
+    """
+
+    divisor: float
+    target: tuple[int, int, int] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    device: torch.device
+    channels_last: bool = False
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = to_unit(batch.to(self.device, non_blocking=True), self.divisor, self.target)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        x = (x - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def fit_to_shape(data: Dataset, input_shape: tuple[int, int, int]) -> Dataset:
-    """``data`` with every split's images converted to ``input_shape`` = (channels, height, width)."""
+    """``data`` read as ``input_shape`` = (channels, height, width); ``data`` itself if it is already.
+
+    No pixels are converted here: each split's images become a view that
+    converts rows as they are read (:meth:`plint_core.data.images.Images.with_target`).
+    """
     if tuple(data.input_shape) == tuple(input_shape):
         return data
-    channels, height, width = input_shape
+    if data.input_shape[0] != input_shape[0] and {data.input_shape[0], input_shape[0]} != {1, 3}:
+        convert_channels(torch.zeros((1, data.input_shape[0], 1, 1)), input_shape[0])  # raises the message
 
     def fit(split: Split | None) -> Split | None:
-        if split is None:
-            return None
-        return replace(split, images=resize_images(convert_channels(split.images, channels), (height, width)))
+        return None if split is None else split.with_images(split.images.with_target(tuple(input_shape)))
 
-    return replace(data, train=fit(data.train), test=fit(data.test), val=fit(data.val))
-
+    return data.with_splits(train=fit(data.train), test=fit(data.test), val=fit(data.val))
 
 
 def describe_fit(before: tuple[int, ...], after: tuple[int, ...]) -> str:
-    """A note for the user: how the images were changed to fit the model (``""`` if they were not)."""
+    """A note for the user: how the images are changed to fit the model (``""`` if they are not)."""
     if tuple(before) == tuple(after):
         return ""
     return (f"images converted from {_shape_text(before)} to the model's input {_shape_text(after)} "
-            "(channels×height×width)")
-
+            "(channels×height×width), batch by batch as they are read")
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -526,6 +526,8 @@ class ParametricTSNE:
         if X.dtype == bool or not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
             raise ValueError(f"X must be real-valued, got dtype {X.dtype}")
         X = np.ascontiguousarray(X, dtype=np.float32)
+        if not X.flags.writeable:  # a read-only memory map of cached latents: torch wants its own copy
+            X = X.copy()
         if not np.isfinite(X).all():
             raise ValueError("X contains NaN or infinite values")
         if fitting:

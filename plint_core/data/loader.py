@@ -1,0 +1,123 @@
+"""Batches of a split for a model: a ``torch.utils.data.DataLoader`` over rows read on demand.
+
+Each batch is one read of the rows it needs (:meth:`plint_core.data.images.Images.stored`),
+in the stored dtype and size, plus row-aligned extras (labels, targets); the
+conversion to the model's input happens on the device that runs the model
+(:class:`plint_core.data.transforms.ModelInput`). The order is either
+sequential or, for training, a fresh permutation per epoch drawn from a seeded
+``torch.Generator`` — the same order the earlier in-memory loop used, so
+results do not change with the way the images are held.
+
+Worker processes (:func:`default_workers`) decode image files in parallel and,
+on CUDA, keep the GPU fed; they persist across epochs, and batches go to the
+GPU through pinned memory with ``non_blocking`` copies.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Dataset as TorchDataset
+
+from ..errors import PlintError
+from .images import FileImages, Images
+
+WORKERS_ENV = "PLINT_LOADER_WORKERS"
+"""Environment variable: loader worker processes (``0``: read in the main process)."""
+MAX_WORKERS = 4
+
+
+class RowBatches(TorchDataset):
+    """``batch[positions]`` → ``{"images": stored batch, "index": positions, **extras}`` (positions in the view)."""
+
+    def __init__(self, images: Images, **extras: np.ndarray):
+        self.images = images
+        self.extras = {k: np.asarray(v) for k, v in extras.items()}
+        for name, values in self.extras.items():
+            if len(values) != len(images):
+                raise ValueError(f"extra {name!r} has {len(values)} rows for {len(images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        rows = np.asarray(positions, dtype=np.int64)
+        batch = {"images": self.images.stored(rows), "index": torch.from_numpy(rows)}
+        for name, values in self.extras.items():
+            batch[name] = torch.from_numpy(np.ascontiguousarray(values[rows]))
+        return batch
+
+
+class SequentialBatches(Sampler[list[int]]):
+    """Rows ``0..n-1`` in order, ``batch_size`` at a time."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.batch_size = n, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(0, self.n, self.batch_size):
+            yield list(range(start, min(start + self.batch_size, self.n)))
+
+
+class PermutedBatches(Sampler[list[int]]):
+    """Each pass: ``torch.randperm(n, generator=generator)`` cut into batches of ``batch_size``."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        for start in range(0, self.n, self.batch_size):
+            yield order[start:start + self.batch_size]
+
+
+def default_workers(images: Images, device: torch.device) -> int:
+    """Loader workers for ``images`` on ``device``: ``$PLINT_LOADER_WORKERS`` if set; else none for arrays
+    on the CPU (a read is a cheap copy), and for image files or a GPU one per spare core, at most 4."""
+    text = os.environ.get(WORKERS_ENV, "").strip()
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise PlintError(f"{WORKERS_ENV}={text!r} is not a number of workers: give 0 or a positive whole number")
+        return value
+    if device.type != "cuda" and not isinstance(images, FileImages):
+        return 0
+    spare = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) - 1
+    return max(0, min(MAX_WORKERS, spare))
+
+
+def batch_loader(images: Images, batch_size: int, device: torch.device, *, generator: torch.Generator | None = None,
+                 workers: int | None = None, **extras: np.ndarray) -> DataLoader:
+    """A ``DataLoader`` of :class:`RowBatches`: sequential, or permuted anew each pass with ``generator``."""
+    n = len(images)
+    sampler = SequentialBatches(n, batch_size) if generator is None else PermutedBatches(n, batch_size, generator)
+    workers = default_workers(images, device) if workers is None else workers
+    return DataLoader(RowBatches(images, **extras), batch_size=None, sampler=sampler, num_workers=workers,
+                      pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                      prefetch_factor=2 if workers > 0 else None)
+
+
+def iterate(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """The loader's batches; a :class:`PlintError` raised in a worker (an unreadable image) arrives as its own
+    one-line message rather than with the worker's traceback."""
+    try:
+        yield from loader
+    except PlintError as exc:
+        text = str(exc)
+        found = re.findall(r"PlintError: (.+)", text)
+        if found:
+            raise PlintError(found[-1].strip()) from None
+        raise
