@@ -6,9 +6,12 @@ paths and the options, and these functions turn them into a checked
 which explains every problem in a :class:`~plint_core.errors.PlintError`.
 
 Uploads are written into the session's :class:`~plint_core.workspace.Workspace`
-(never over a file) only for as long as they are read: the loaded model and
-data live in memory, so the files are removed again whether the load
-succeeds or not, and nothing a user uploads stays on the server's disk.
+(never over a file) only for as long as they are opened, and removed again
+whether the load succeeds or not. The model then lives in memory; the data is
+read on demand, from a memory map of the ``.npz`` (which stays readable after
+its file is removed, and vanishes with the session's project) or from the
+temporary folder a zip was unpacked into, removed with the project. Nothing a
+user uploads outlives the session on the server's disk.
 """
 from __future__ import annotations
 

@@ -120,9 +120,9 @@ def as_images(images: Images | np.ndarray) -> Images:
 
 
 def inference_batch_size(input_shape: tuple[int, ...], device: torch.device) -> int:
-    """Images per forward pass: about 32 MiB of float input on the CPU, 256 MiB on a GPU (8 to 1,024 images)."""
+    """Images per forward pass: about 16 MiB of float input on the CPU, 256 MiB on a GPU (8 to 1,024 images)."""
     per_image = 4 * int(np.prod(input_shape))
-    budget = (256 << 20) if device.type == "cuda" else (32 << 20)
+    budget = (256 << 20) if device.type == "cuda" else (16 << 20)
     return int(min(1024, max(8, budget // max(per_image, 1))))
 
 

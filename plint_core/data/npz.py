@@ -44,6 +44,8 @@ def open_npz(path: str | Path) -> dict[str, np.ndarray]:
 def _member(zf: zipfile.ZipFile, raw, info: zipfile.ZipInfo, shown: str) -> np.ndarray:
     if info.file_size <= MAP_FROM_BYTES:
         with zf.open(info) as f:
+            _npy_header(f, info.filename, shown)  # refuses object arrays with the message below
+        with zf.open(info) as f:
             return np.lib.format.read_array(f, allow_pickle=False)
     if info.compress_type == zipfile.ZIP_STORED:
         raw.seek(info.header_offset)
