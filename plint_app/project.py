@@ -19,11 +19,10 @@ import torch
 
 from plint_core.data.dataset import Dataset, Split
 from plint_core.data.images import Images
-from plint_core.data.loading import load_data
 from plint_core.device import resolve_device, set_threads
-from plint_core.inputs import Inputs
+from plint_core.inputs import Inputs, open_inputs
 from plint_core.latents import LayerInfo, forward_pass, list_layers, pick_default
-from plint_core.models.sources import describe, load_model
+from plint_core.models.sources import describe
 from plint_core.models.spec import ModelBundle
 from plint_core.pipeline import Embedding, prepare_embedding
 from plint_core.store import RunStore, make_key
@@ -72,10 +71,8 @@ class Project:
 
         Also sets torch's thread count (:func:`plint_core.device.set_threads`).
         """
-        base = load_data(config.data)
-        bundle = load_model(config.model)
-        bundle.check_data(base)
-        return cls._assemble(config, base, bundle)
+        inputs = open_inputs(config.model, config.data)  # the data read as the model's input, batch by batch
+        return cls._assemble(config, inputs.data, inputs.bundle)
 
     @classmethod
     def from_inputs(cls, config: AppConfig, inputs: Inputs, origin: Origin) -> "Project":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -208,7 +209,7 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                 x = convert(batch["images"])
                 y = batch["labels"].to(device, non_blocking=True)
                 t = batch["targets"].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
                     logits = model(x)
                     ce = ce_fn(logits, y)
                 with torch.autocast(device.type, enabled=False), torch.set_grad_enabled(lam > 0):

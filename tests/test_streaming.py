@@ -226,6 +226,12 @@ def test_image_files_through_loader_workers(tmp_path, monkeypatch, demo):
     monkeypatch.setenv(WORKERS_ENV, "1")
     _, with_worker = forward_pass(bundle, images, None)
     np.testing.assert_array_equal(in_process, with_worker)
+    victim = images.paths[int(images.source_rows()[-1])]  # a training image
+    victim.write_bytes(victim.read_bytes()[:40])
+    with pytest.raises(PlintError) as caught:  # raised in the worker, shown as its own one line
+        forward_pass(bundle, images, None)
+    assert str(caught.value).startswith(f"cannot read image '{victim.parent.name}/{victim.name}'")
+    assert "\n" not in str(caught.value)
 
 
 # ------------------------------------------------------------------ bounded memory

@@ -89,12 +89,8 @@ class Images:
 
     @property
     def dtype(self) -> np.dtype:
-        """The dtype of ``images[rows]`` (float32); the stored one is :attr:`stored_dtype`."""
+        """The dtype of ``images[rows]`` (float32); :meth:`stored` keeps the stored one."""
         return np.dtype(np.float32)
-
-    @property
-    def stored_dtype(self) -> torch.dtype:
-        return self._read(np.zeros(1, np.int64)).dtype if self.n_source else torch.float32
 
     def source_rows(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Source rows of this view's ``rows`` (all rows if ``None``)."""
