@@ -13,17 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import (
-    OUT,
-    QUICK_TSNE,
-    EpochTimer,
-    cached_model,
-    data_source,
-    fresh_store,
-    machine,
-    print_table,
-    subset_train,
-)
+from common import (OUT, QUICK_TSNE, EpochTimer, cached_model, data_source, fresh_store, machine, print_table,
+                    subset_train)
 
 from plint_core.data.loading import load_data
 from plint_core.finetune import FinetuneConfig

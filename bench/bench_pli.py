@@ -37,20 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import (
-    OUT,
-    QUICK_TSNE,
-    EpochTimer,
-    cached_model,
-    data_source,
-    fresh_store,
-    machine,
-    print_table,
-    save_figure,
-    subset_train,
-    with_val_split,
-    write_json,
-)
+from common import (OUT, QUICK_TSNE, EpochTimer, cached_model, data_source, fresh_store, machine, print_table,
+                    save_figure, subset_train, with_val_split, write_json)
 
 from plint_core.data.loading import load_data
 from plint_core.embedding.parametric_tsne import TSNEConfig

@@ -18,11 +18,10 @@ import numpy as np
 from .atomic import write_atomic, write_json_atomic
 from .data.loader import WORKERS_ENV
 from .data.loading import load_data
-from .data.transforms import fit_to_shape
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .errors import PlintError, RunCancelled
 from .finetune import FinetuneConfig, format_duration
-from .inputs import open_inputs
+from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
 from .latents import list_layers, pick_default, resolve_layer

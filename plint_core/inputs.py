@@ -12,18 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data.dataset import Dataset
+import torch
+
+from .data.dataset import Dataset, Split
 from .data.loading import load_data
-from .data.transforms import describe_fit, fit_to_shape
-from .models.sources import (
-    TORCHSCRIPT,
-    ModelOptions,
-    load_classifier,
-    model_format,
-    model_path,
-    normalisation_text,
-    stated_options,
-)
+from .data.transforms import convert_channels
+from .models.sources import (TORCHSCRIPT, ModelOptions, load_classifier, model_format, model_path,
+                             normalisation_text, stated_options)
 from .models.spec import ModelBundle, ModelSpec
 
 
@@ -81,3 +76,32 @@ def open_inputs(model_src: str | Path, data_src: str | Path, options: ModelOptio
 def fit_to_model(data: Dataset, spec: ModelSpec) -> Dataset:
     """``data`` with every split's images converted to ``spec.input_shape``; ``data`` itself if they fit already."""
     return fit_to_shape(data, spec.input_shape)
+
+
+def fit_to_shape(data: Dataset, input_shape: tuple[int, int, int]) -> Dataset:
+    """``data`` read as ``input_shape`` = (channels, height, width); ``data`` itself if it is already.
+
+    No pixels are converted here: each split's images become a view that
+    converts rows as they are read (:meth:`plint_core.data.images.Images.with_target`).
+    """
+    if tuple(data.input_shape) == tuple(input_shape):
+        return data
+    if data.input_shape[0] != input_shape[0] and {data.input_shape[0], input_shape[0]} != {1, 3}:
+        convert_channels(torch.zeros((1, data.input_shape[0], 1, 1)), input_shape[0])  # raises the message
+
+    def fit(split: Split | None) -> Split | None:
+        return None if split is None else split.with_images(split.images.with_target(tuple(input_shape)))
+
+    return data.with_splits(train=fit(data.train), test=fit(data.test), val=fit(data.val))
+
+
+def describe_fit(before: tuple[int, ...], after: tuple[int, ...]) -> str:
+    """A note for the user: how the images are changed to fit the model (``""`` if they are not)."""
+    if tuple(before) == tuple(after):
+        return ""
+    return (f"images converted from {_shape_text(before)} to the model's input {_shape_text(after)} "
+            "(channels×height×width), batch by batch as they are read")
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "×".join(str(v) for v in shape)

@@ -33,13 +33,12 @@ from ..errors import PlintError
 from ..safe_zip import ZipLimits, extract_zip
 from .arrays import from_images_labels
 from .dataset import Dataset, Split, _check_classes
+from .decode import GRAY_MODES, WIDE_MODES
 from .images import FileImages
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SPLIT_FOLDERS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
 """Folder names (lower-case) that mark the split layout, and the split each one is."""
-_GRAY_MODES = ("1", "L", "LA", "La")
-_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit grayscale, scaled by 1/65535
 
 
 def load_image_folder(root: str | Path, *, image_size: tuple[int, int] | None = None,
@@ -167,7 +166,7 @@ def _survey(paths: list[Path], root: Path, image_size: tuple[int, int] | None) -
     for path in paths:
         shown = _rel(path, root)
         mode, size = _inspect(path, shown)
-        if mode not in _GRAY_MODES + _WIDE_MODES + ("F",):
+        if mode not in GRAY_MODES + WIDE_MODES + ("F",):
             channels = 3
         if image_size is None:
             if first is None:
@@ -197,27 +196,3 @@ def _inspect(path: Path, shown: str) -> tuple[str, tuple[int, int]]:
 
 def _hw(size: tuple[int, int]) -> str:
     return f"{size[0]}×{size[1]} (height×width)"
-
-
-def read_image(path: Path, shown: str) -> np.ndarray:
-    """One image as float32 ``[C, H, W]`` in ``[0, 1]``, C = 1 or 3."""
-    if path.stat().st_size == 0:
-        raise PlintError(f"image {shown!r} is empty (0 bytes): remove or replace it")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in _WIDE_MODES or mode == "F":
-                pixels = np.asarray(img, dtype=np.float32)
-            else:
-                pixels = np.asarray(img.convert("L" if mode in _GRAY_MODES else "RGB"), dtype=np.float32) / 255.0
-    except Image.DecompressionBombError as exc:
-        raise PlintError(f"image {shown!r} is too large to read safely ({exc}): downscale it first") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PlintError(f"cannot read image {shown!r}: it is truncated, corrupt or not an image "
-                         f"({type(exc).__name__})") from exc
-    if mode in _WIDE_MODES:
-        pixels = np.clip(pixels / 65535.0, 0.0, 1.0)
-    elif mode == "F" and not (np.isfinite(pixels).all() and pixels.min() >= 0.0 and pixels.max() <= 1.0):
-        raise PlintError(f"image {shown!r} holds floating-point pixels outside [0, 1]: save it as 8- or 16-bit")
-    return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))

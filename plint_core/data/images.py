@@ -35,6 +35,8 @@ import numpy as np
 import torch
 
 from ..errors import PlintError
+from .decode import read_image
+from .transforms import convert_channels, resize, to_unit
 
 HASH_CHUNK_BYTES = 64 << 20
 """Bytes of an array hashed at a time."""
@@ -112,8 +114,6 @@ class Images:
 
     def to_unit(self, batch: torch.Tensor) -> torch.Tensor:
         """A :meth:`stored` batch as float32 in ``[0, 1]`` at :attr:`shape` (on the batch's device)."""
-        from .transforms import to_unit
-
         return to_unit(batch, self.divisor, self.target)
 
     def __getitem__(self, rows: np.ndarray | slice | int) -> np.ndarray:
@@ -262,9 +262,6 @@ class FileImages(Images):
         return (self.channels, *self.size)
 
     def _read(self, source_rows: np.ndarray) -> torch.Tensor:
-        from .image_folder import read_image
-        from .transforms import convert_channels, resize
-
         out = torch.empty((len(source_rows), self.channels, *self.size), dtype=torch.float32)
         for i, r in enumerate(np.asarray(source_rows, dtype=np.int64)):
             img = convert_channels(torch.from_numpy(read_image(self.paths[r], self.shown[r]))[None], self.channels)

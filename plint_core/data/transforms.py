@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import PlintError
-from .dataset import Dataset, Split
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -79,32 +78,3 @@ class ModelInput:
         std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
-def fit_to_shape(data: Dataset, input_shape: tuple[int, int, int]) -> Dataset:
-    """``data`` read as ``input_shape`` = (channels, height, width); ``data`` itself if it is already.
-
-    No pixels are converted here: each split's images become a view that
-    converts rows as they are read (:meth:`plint_core.data.images.Images.with_target`).
-    """
-    if tuple(data.input_shape) == tuple(input_shape):
-        return data
-    if data.input_shape[0] != input_shape[0] and {data.input_shape[0], input_shape[0]} != {1, 3}:
-        convert_channels(torch.zeros((1, data.input_shape[0], 1, 1)), input_shape[0])  # raises the message
-
-    def fit(split: Split | None) -> Split | None:
-        return None if split is None else split.with_images(split.images.with_target(tuple(input_shape)))
-
-    return data.with_splits(train=fit(data.train), test=fit(data.test), val=fit(data.val))
-
-
-def describe_fit(before: tuple[int, ...], after: tuple[int, ...]) -> str:
-    """A note for the user: how the images are changed to fit the model (``""`` if they are not)."""
-    if tuple(before) == tuple(after):
-        return ""
-    return (f"images converted from {_shape_text(before)} to the model's input {_shape_text(after)} "
-            "(channels×height×width), batch by batch as they are read")
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "×".join(str(v) for v in shape)
