@@ -21,6 +21,7 @@ from plint_core.data.dataset import Dataset, Split
 from plint_core.data.images import Images
 from plint_core.device import resolve_device, set_threads
 from plint_core.inputs import Inputs, open_inputs
+from plint_core.latent_cache import cached_latents
 from plint_core.latents import LayerInfo, forward_pass, list_layers, pick_default
 from plint_core.models.sources import describe
 from plint_core.models.spec import ModelBundle
@@ -146,7 +147,7 @@ class Project:
             return emb
         if progress:
             progress("projection", 0.0)
-        projected = project_embedding(emb, self.data, self.bundle, self.device)
+        projected = project_embedding(emb, self.data, self.bundle, self.device, store=self.store)
         if progress:
             progress("projection", 1.0)
         return projected
@@ -196,13 +197,20 @@ def replicate_train(data: Dataset, n_train: int, seed: int = 0) -> Dataset:
     return replace(data, name=f"{data.name}×{n_train}", train=split)
 
 
-def project_embedding(base: Embedding, data: Dataset, bundle: ModelBundle, device: torch.device | str = "cpu") -> Embedding:
-    """``base``'s fitted network applied to ``data`` (out-of-sample projection, no refit)."""
-    def projected(images: Images) -> tuple[np.ndarray, np.ndarray]:
-        latents, preds = forward_pass(bundle, images, base.layer, device=device)
-        return base.embedder.transform(latents), preds
+def project_embedding(base: Embedding, data: Dataset, bundle: ModelBundle, device: torch.device | str = "cpu",
+                      store: RunStore | None = None) -> Embedding:
+    """``base``'s fitted network applied to ``data`` (out-of-sample projection, no refit).
 
+    With a ``store`` the latents of ``data`` come from its latent cache
+    (:func:`plint_core.latent_cache.cached_latents`): computed once, reused by every later start.
+    """
+    if store is not None:
+        lat = cached_latents(data, bundle, base.layer, store, device=device)
+        parts = {s: (lat.latents(s), np.asarray(lat.predictions(s))) for s in ("train", "test")}
+    else:
+        parts = {s: forward_pass(bundle, data.split(s).images, base.layer, device=device) for s in ("train", "test")}
+    (train_lat, train_pred), (test_lat, test_pred) = parts["train"], parts["test"]
     key = make_key({"kind": "projected", "base": base.key, "data": data.fingerprint()})
-    (train_xy, train_pred), (test_xy, test_pred) = projected(data.train.images), projected(data.test.images)
-    return Embedding(key, base.layer, base.seed, base.embedder, train_xy, test_xy, train_pred, test_pred,
-                     dict(base.quality), cache_hit=base.cache_hit)
+    return Embedding(key, base.layer, base.seed, base.embedder, base.embedder.transform(train_lat),
+                     base.embedder.transform(test_lat), train_pred, test_pred, dict(base.quality),
+                     cache_hit=base.cache_hit)

@@ -270,3 +270,24 @@ def test_replicate_train_cycles_rows_and_keeps_test(digits):
     assert np.array_equal(big.train.labels[n:2 * n], digits.train.labels)
     assert not np.array_equal(big.train.images[n:2 * n], digits.train.images)
     assert np.asarray(big.train.images).min() >= 0 and np.asarray(big.train.images).max() <= 1 and big.test is digits.test
+
+
+def test_replicated_rows_are_read_on_demand_and_projected_once(tmp_path, digits, demo, demo_embedding, monkeypatch):
+    import plint_core.latent_cache as cache_module
+    from plint_app.project import JitteredCopies, project_embedding
+    from plint_core.store import RunStore
+
+    big = replicate_train(digits, 3000)
+    images = big.train.images
+    assert isinstance(images, JitteredCopies) and images.shape == (3000, 1, 8, 8)
+    np.testing.assert_array_equal(images[np.array([2999, 5])], images[np.array([2999, 5])])  # same noise each read
+    calls = []
+    real = cache_module.forward_pass
+    monkeypatch.setattr(cache_module, "forward_pass", lambda *a, **k: calls.append(1) or real(*a, **k))
+    store = RunStore(tmp_path)
+    first = project_embedding(demo_embedding, big, demo, store=store)
+    n_calls = len(calls)
+    again = project_embedding(demo_embedding, big, demo, store=store)
+    assert len(calls) == n_calls, "the replicated set's latents come from the cache the second time"
+    assert first.train_xy.shape == (3000, 2) and np.array_equal(first.train_xy, again.train_xy)
+    np.testing.assert_allclose(first.train_xy[:len(digits.train)], demo_embedding.train_xy, atol=1e-5)
