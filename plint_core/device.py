@@ -76,3 +76,21 @@ def autocast_dtype(device: torch.device, amp: bool | None = None) -> torch.dtype
 def precision_name(dtype: torch.dtype | None) -> str:
     """``float32``, ``bfloat16`` or ``float16``: how a computation ran, for result files."""
     return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def trim_memory() -> None:
+    """Hand freed memory back to the operating system between the stages of a long job.
+
+    A training run frees its activations when it ends, but glibc's allocator
+    keeps the pages for reuse, so the next stage's allocations land on top and
+    the process's peak resident memory grows by stage. ``malloc_trim(0)``
+    returns them (a no-op where the C library has no such call).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -23,7 +23,7 @@ from torch import nn
 
 from .data.images import Images
 from .data.loader import batch_loader, iterate
-from .device import autocast_dtype, resolve_device
+from .device import autocast_dtype, resolve_device, trim_memory
 from .errors import PlintError, RunCancelled
 from .latents import as_images, capture, model_input, uses_convolutions
 from .models.spec import ModelBundle
@@ -174,7 +174,9 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     steps = -(-len(source.labels) // config.batch_size)
     clock = _Clock(2 * config.epochs * steps)
     pli = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock)
+    trim_memory()  # the control's activations reuse the pages the PLI run's held (peak memory: bench_scale)
     control = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel, clock)
+    trim_memory()
     return pli, control
 
 
@@ -224,4 +226,5 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                     progress(Progress(run, epoch, config.epochs, step, steps, ce.item(), embed.item(), loss.item(),
                                       left))
     frozen.cpu()
+    model.zero_grad(set_to_none=True)  # the last step's gradients are not part of the result
     return model.eval().to(memory_format=torch.contiguous_format).cpu()

@@ -22,7 +22,7 @@ import torch
 
 from .atomic import write_json_atomic
 from .data.dataset import Dataset
-from .device import autocast_dtype, precision_name
+from .device import autocast_dtype, precision_name, trim_memory
 from .latents import forward_pass
 from .models.spec import ModelBundle
 from .store import EMBEDDING_META, RunStore, make_key
@@ -81,6 +81,7 @@ def cached_latents(data: Dataset, bundle: ModelBundle, layer: str, store: RunSto
             del out
             np.save(tmp / f"{name}_pred.npy", preds)
             done += len(split)
+            trim_memory()
         meta = {"key": key, "layer": layer, "data": data.name, "model": bundle.source, "device": device.type,
                 "precision": precision_name(autocast_dtype(device, amp)), "images": total,
                 "seconds": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}

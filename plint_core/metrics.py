@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,8 @@ class Evaluation:
 def evaluate(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> Evaluation:
     """Metrics of ``predictions`` against true ``labels`` (both int ``[N]``) for classes ``0..n_classes-1``."""
     classes = np.arange(n_classes)
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # imported when used
+
     p, r, f, s = precision_recall_fscore_support(labels, predictions, labels=classes, zero_division=0)
     return Evaluation(float(np.mean(labels == predictions)), confusion_matrix(labels, predictions, labels=classes),
                       p, r, f, s)

@@ -10,10 +10,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
 
 from .atomic import write_json_atomic
 from .data.dataset import Dataset
@@ -29,6 +28,9 @@ from .metrics import Evaluation, evaluate, mean_target_distance
 from .models.spec import ModelBundle
 from .models.weights import save_model, state_fingerprint
 from .store import EMBEDDING_META, RESULT, RunStore, make_key
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 StageProgress = Callable[[str, float], None]
 
@@ -56,8 +58,10 @@ class Embedding:
     def scale(self) -> float:
         return float(self.embedder.scale_)
 
-    def table(self, data: Dataset) -> pd.DataFrame:
+    def table(self, data: Dataset) -> "pd.DataFrame":
         """``embedding.csv``'s rows: ``id, split, label, pred, x, y`` (train rows first)."""
+        import pandas as pd
+
         frames = []
         for name, split, xy, pred in (("train", data.train, self.train_xy, self.train_pred),
                                       ("test", data.test, self.test_xy, self.test_pred)):
@@ -134,7 +138,7 @@ class RunResult:
     result: dict
     directory: Path
     cache_hit: bool = False
-    test_embedding: pd.DataFrame = field(default_factory=pd.DataFrame)
+    test_embedding: "pd.DataFrame | None" = None
     train_targets: np.ndarray | None = None
     moved: np.ndarray | None = None
 
@@ -204,6 +208,8 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         "seconds": round(time.perf_counter() - started, 3),
         "cache_hit": False,
     }
+    import pandas as pd  # imported after training, not carried through its memory peak (bench_scale)
+
     table = pd.DataFrame({"id": data.test.ids, "label": data.test.labels})
     for name in models:
         table[f"pred_{name}"] = test_pred[name]
@@ -227,6 +233,8 @@ def load_run(store: RunStore, run_id: str, started: float | None = None) -> RunR
     """Load a finished run; ``cache_hit`` is set and ``seconds`` is the time this load took."""
     result = store.load_run(run_id)
     d = store.run_dir(run_id)
+    import pandas as pd
+
     table = pd.read_csv(d / "test_embedding.csv")
     with np.load(d / "train_targets.npz", allow_pickle=False) as t:
         targets, moved = t["targets"], t["moved"]

@@ -73,3 +73,19 @@ def test_bench_ptsne_quick():
     out = run_quick("bench_ptsne.py")
     assert [r[0] for r in table_rows(out, "method")][0] == "plint ParametricTSNE"
     assert len(table_rows(out, "goal")) == 4
+
+
+def test_bench_scale_quick():
+    out = run_quick("bench_scale.py")
+    assert "QUICK" in out.splitlines()[0]
+    (mem,) = table_rows(out, "memory: train images")
+    assert mem[0] == "600" and mem[-1] == "not judged in a quick run", out
+    for cell in (mem[1], mem[3]):  # embed and run peak GB
+        assert 0 < float(cell) < float("inf")
+    (speed,) = table_rows(out, "speed: train images")
+    assert speed[0] == "600" and len(speed) == 9
+    for cell in (speed[3], speed[6]):  # plint/plain ratios of latents and fine-tuning
+        assert 0 < float(cell) < float("inf")
+    result = json.loads((BENCH / "out" / "scale_quick.json").read_text())
+    assert result["problems"] == [] and [r["size"] for r in result["sizes"]] == [600]
+    assert result["sizes"][0]["memory"]["run"]["reused_embedding"]

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.neighbors import NearestNeighbors
 
 __all__ = [
     "KNNAffinities",
@@ -141,6 +140,8 @@ def knn_affinities(X: np.ndarray, perplexity: float = 30.0, *, n_jobs: int | Non
     X = np.asarray(X, dtype=np.float32)
     n = X.shape[0]
     perplexity, k = neighbours_for_perplexity(perplexity, n)
+    from sklearn.neighbors import NearestNeighbors  # imported when used: a run that loads E never needs it
+
     nn = NearestNeighbors(n_neighbors=k + 1, n_jobs=n_jobs).fit(X)
     dist, idx = nn.kneighbors(X)
     # Drop self; if duplicates exist the point itself may not be in column 0.

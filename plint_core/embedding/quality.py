@@ -7,7 +7,6 @@ All metrics are computed on the same seeded subsample of at most
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["embedding_quality", "knn_accuracy", "knn_recall", "trustworthiness"]
 
@@ -17,6 +16,8 @@ _CHUNK_BYTES = 64 * 2**20  # memory budget of one block of pairwise distances
 def _neighbours(X: np.ndarray, k: int) -> np.ndarray:
     """Indices [N, k] of each point's ``k`` nearest other points (self excluded)."""
     n = X.shape[0]
+    from sklearn.neighbors import NearestNeighbors  # imported when used
+
     idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X, return_distance=False)
     # With duplicate points the query point need not come first: drop it wherever it is.
     not_self = idx != np.arange(n)[:, None]
