@@ -79,11 +79,11 @@ def precision_name(dtype: torch.dtype | None) -> str:
 
 
 def trim_memory() -> None:
-    """Hand freed memory back to the operating system between the stages of a long job.
+    """Hand freed memory back to the operating system after a stage of a long job.
 
-    A training run frees its activations when it ends, but glibc's allocator
-    keeps the pages for reuse, so the next stage's allocations land on top and
-    the process's peak resident memory grows by stage. ``malloc_trim(0)``
+    A training run or a latents pass frees its activations when it ends, but
+    glibc's allocator keeps the pages, so a long-lived process (the app's
+    server) would stay at the stage's peak resident memory. ``malloc_trim(0)``
     returns them (a no-op where the C library has no such call).
     """
     import ctypes

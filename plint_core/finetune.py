@@ -174,7 +174,7 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     steps = -(-len(source.labels) // config.batch_size)
     clock = _Clock(2 * config.epochs * steps)
     pli = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock)
-    trim_memory()  # the control's activations reuse the pages the PLI run's held (peak memory: bench_scale)
+    trim_memory()
     control = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel, clock)
     trim_memory()
     return pli, control
