@@ -101,7 +101,9 @@ class Images:
 
     def subset(self, rows: np.ndarray) -> "Images":
         """A view of ``rows`` of this view (no pixels are read)."""
-        return replace(self, rows=self.source_rows(np.asarray(rows, dtype=np.int64)))
+        rows = np.asarray(rows)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        return replace(self, rows=self.source_rows(rows))
 
     def with_target(self, shape: tuple[int, int, int] | None) -> "Images":
         """This view, converted to ``shape`` = (C, H, W) when read; ``self`` if that is the stored shape."""
