@@ -45,23 +45,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torchvision
 from common import (  # also puts the repo on sys.path
     OUT,
     REPO,
-    data_source,
     machine,
     print_table,
     write_json,
+    write_replicated_pneumonia,
+    write_resnet18,
 )
 
 from plint_app.serve import drag, launch_chromium, start_streamlit
 from plint_core.store import RunStore
 
 GOAL_GB = 2.5
-CLASSES = ["normal", "pneumonia"]
 SELECT_CLASS = "normal"
 SMALL_TSNE = {"hidden": [64, 64], "n_iter": 200, "early_exaggeration_iter": 50, "pca_iter": 30, "n_negatives": 16,
               "learning_rate": 3e-3}
@@ -92,29 +89,6 @@ SELECTION_RE = re.compile(r"^Selection: ([\d,]+) training points$")
 
 
 # The project ------------------------------------------------------------------------------------
-
-def write_data(path: Path, n: int, seed: int = 0) -> None:
-    """The MedMNIST-layout ``.npz`` described in the module docstring, ``n`` training images."""
-    with np.load(data_source("pneumonia")) as f:
-        real = dict(f)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(real["train_images"]))
-    rows = order[np.arange(n) % len(order)]
-    images = real["train_images"][rows].astype(np.int16)
-    images += rng.integers(-2, 3, size=images.shape, dtype=np.int16)
-    np.savez(path, train_images=np.clip(images, 0, 255).astype(np.uint8), train_labels=real["train_labels"][rows],
-             **{f"{s}_{k}": real[f"{s}_{k}"] for s in ("val", "test") for k in ("images", "labels")},
-             class_names=np.array(CLASSES))
-
-
-def write_model(path: Path, input_size: int, seed: int = 0) -> None:
-    """A seeded, untrained two-class ResNet-18 ``state_dict`` at ``path`` and its sidecar beside it."""
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.resnet18(weights=None, num_classes=len(CLASSES)).state_dict(), path)
-    path.with_suffix(".json").write_text(json.dumps(
-        {"arch": "resnet18", "classes": CLASSES, "input_shape": [3, input_size, input_size],
-         "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, indent=2))
-
 
 def app_env(a: argparse.Namespace, data: Path, model: Path, runs: Path) -> dict[str, str]:
     env = {"PLINT_DATA": str(data), "PLINT_MODEL": str(model), "PLINT_RUNS_DIR": str(runs), "PLINT_DEVICE": "cpu"}
@@ -338,8 +312,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="plint_app_memory_") as tmp:
         tmp = Path(tmp)
         data, model, runs = tmp / f"pneumonia_{a.train_images}.npz", tmp / "resnet18.pt", tmp / "runs"
-        write_data(data, a.train_images)
-        write_model(model, a.input_size)
+        write_replicated_pneumonia(data, a.train_images)
+        write_resnet18(model, input_size=a.input_size)
         env = app_env(a, data, model, runs)
         project = check_project(env)
         print(f"project: {project['train']:,} train / {project['test']:,} test images, input "

@@ -56,13 +56,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from common import (  # also puts the repo on sys.path
     REPO,
     data_source,
     machine,
     print_table,
     write_json,
+    write_replicated_pneumonia,
+    write_resnet18,
 )
 from torch import nn
 
@@ -114,27 +115,6 @@ def parse_args() -> argparse.Namespace:
             setattr(a, k, v)
     a.out = a.out or f"scale_{'quick' if a.quick else 'full'}.json"
     return a
-
-
-def write_data(path: Path, n: int, seed: int = 0) -> None:
-    """A MedMNIST-layout ``.npz`` (uncompressed) at ``path``: the real training images, in a seeded order
-    (the file's is sorted by class), cycled to ``n`` rows with a seeded integer jitter of ±2 (uint8, clipped),
-    their labels with them; val and test as in the real file."""
-    with np.load(data_source("pneumonia")) as f:
-        real = dict(f)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(real["train_images"]))
-    rows = order[np.arange(n) % len(order)]
-    images = real["train_images"][rows].astype(np.int16)
-    images += rng.integers(-2, 3, size=images.shape, dtype=np.int16)
-    np.savez(path, train_images=np.clip(images, 0, 255).astype(np.uint8), train_labels=real["train_labels"][rows],
-             **{f"{s}_{k}": real[f"{s}_{k}"] for s in ("val", "test") for k in ("images", "labels")})
-
-
-def write_model(path: Path, seed: int = 0) -> None:
-    """A seeded, untrained two-class ResNet-18 state_dict (weights do not change the cost)."""
-    torch.manual_seed(seed)
-    torch.save(torchvision.models.resnet18(weights=None, num_classes=2).state_dict(), path)
 
 
 def child(argv: list[str], log: Path) -> dict:
@@ -328,12 +308,12 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="plint-scale-") as tmp:
         model = Path(tmp) / "resnet18.pt"
-        write_model(model)
+        write_resnet18(model)
         for n in a.sizes:
             work = Path(tempfile.mkdtemp(dir=tmp))
             data = Path(data_source("pneumonia")) if n == 0 else work / f"pneumonia_{n}.npz"
             if n:
-                write_data(data, n)
+                write_replicated_pneumonia(data, n)
             inputs = open_inputs(model, data, ModelOptions(arch="resnet18", input_size=(a.input_size, a.input_size)))
             train = inputs.data.train
             label = f"{len(train)} (real file)" if n == 0 else str(n)

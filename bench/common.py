@@ -182,3 +182,36 @@ def print_table(rows: list[dict]) -> None:
     print("|" + "---|" * len(keys))
     for r in rows:
         print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()) + " |")
+
+
+PNEUMONIA_CLASSES = ("normal", "pneumonia")
+
+
+def write_replicated_pneumonia(path: Path, n: int, seed: int = 0) -> None:
+    """A MedMNIST-layout ``.npz`` (uncompressed) at ``path``: PneumoniaMNIST's training images in a seeded
+    order (the file's is sorted by class), cycled to ``n`` rows with a seeded integer jitter of ±2 (uint8,
+    clipped), their labels with them; val and test as in the real file; ``class_names``."""
+    with np.load(data_source("pneumonia")) as f:
+        real = dict(f)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(real["train_images"]))
+    rows = order[np.arange(n) % len(order)]
+    images = real["train_images"][rows].astype(np.int16)
+    images += rng.integers(-2, 3, size=images.shape, dtype=np.int16)
+    np.savez(path, train_images=np.clip(images, 0, 255).astype(np.uint8), train_labels=real["train_labels"][rows],
+             **{f"{s}_{k}": real[f"{s}_{k}"] for s in ("val", "test") for k in ("images", "labels")},
+             class_names=np.array(PNEUMONIA_CLASSES))
+
+
+def write_resnet18(path: Path, seed: int = 0, input_size: int | None = None) -> None:
+    """A seeded, untrained two-class ResNet-18 ``state_dict`` at ``path`` (weights do not change the cost);
+    with ``input_size`` also its sidecar (3×size×size, ImageNet's mean/std)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=len(PNEUMONIA_CLASSES)).state_dict(), path)
+    if input_size is not None:
+        path.with_suffix(".json").write_text(json.dumps(
+            {"arch": "resnet18", "classes": list(PNEUMONIA_CLASSES), "input_shape": [3, input_size, input_size],
+             "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, indent=2))
+

@@ -190,9 +190,9 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     channels_last = device.type == "cuda" and uses_convolutions(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    frozen = embedder.to(device).eval()
-    for p in frozen.parameters():
+    for p in embedder.parameters():
         p.requires_grad_(False)
+    frozen = copy.deepcopy(embedder).to(device).eval()  # the shared embedder stays where it is (other users)
     images = as_images(source.images)
     convert = model_input(bundle, images, device, model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
@@ -225,6 +225,5 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                 if progress is not None:
                     progress(Progress(run, epoch, config.epochs, step, steps, ce.item(), embed.item(), loss.item(),
                                       left))
-    frozen.cpu()
     model.zero_grad(set_to_none=True)  # the last step's gradients are not part of the result
     return model.eval().to(memory_format=torch.contiguous_format).cpu()

@@ -84,19 +84,15 @@ class Dataset:
     def _fingerprint(self) -> str:
         h = content_hash()
         h.update("\x1f".join(self.class_names).encode())
-        hashed: dict[int, str] = {}
+        digests: dict[int, str] = {}
         for split in (self.train, self.test, self.val):
             if split is None:
                 continue
-            source = split.images.source_token
-            if id(source) not in hashed:  # splits of one array share it: hash its content once
-                sub = content_hash()
-                split.images._hash_source(sub)
-                hashed[id(source)] = sub.hexdigest()
-            h.update(hashed[id(source)].encode())
-            h.update(b"rows:" + (b"all" if split.images.rows is None
-                                 else np.ascontiguousarray(split.images.rows, np.int64).tobytes()))
-            h.update(f"target:{split.images.target}".encode())
+            source = id(split.images.source_token)
+            if source not in digests:  # splits of one array share it: hash its content once
+                digests[source] = split.images.source_digest()
+            h.update(digests[source].encode())
+            split.images.update_view_hash(h)
             h.update(np.ascontiguousarray(split.labels, np.int64).tobytes())
         return h.hexdigest()
 

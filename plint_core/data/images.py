@@ -137,11 +137,21 @@ class Images:
         """float32 ``[n, C, H, W]`` in ``[0, 1]`` of ``rows`` as stored, not converted (for thumbnails)."""
         return replace(self, target=None)[rows]
 
-    def update_hash(self, h: Any) -> None:
-        """Feed this view's content identity (source content, rows, target) to hash ``h``."""
+    def source_digest(self) -> str:
+        """SHA-256 of the source's content (all of its rows, as stored), hashed chunk by chunk."""
+        h = content_hash()
         self._hash_source(h)
+        return h.hexdigest()
+
+    def update_view_hash(self, h: Any) -> None:
+        """Feed this view's selection (rows, target shape) to hash ``h``."""
         h.update(b"rows:" + (b"all" if self.rows is None else np.ascontiguousarray(self.rows, np.int64).tobytes()))
         h.update(f"target:{self.target}".encode())
+
+    def update_hash(self, h: Any) -> None:
+        """Feed this view's content identity (source digest, rows, target) to hash ``h``."""
+        h.update(self.source_digest().encode())
+        self.update_view_hash(h)
 
 
 def _nchw(batch: np.ndarray, layout: str) -> np.ndarray:
