@@ -10,9 +10,10 @@ given to the CLI and to the engine:
   moving class 1), each in its own process and sharing one fresh ``--runs-dir``,
   as a user runs them (``run`` reuses the embedding and latents of ``embed``).
   Each child's peak resident memory (its ``ru_maxrss`` from ``os.wait4``, in
-  GB of 10⁹ bytes) and wall seconds. Goal on the real file: ``embed`` ≤ 2.0 GB,
-  ``run`` ≤ 2.5 GB; the same limits are judged at every size, to show how
-  memory grows with N.
+  GB of 10⁹ bytes, forked from a fresh interpreter so that this process's own size is not
+  counted) and wall seconds. Goal on the real file: ``embed`` ≤ 2.0 GB,
+  ``run`` ≤ 2.5 GB; the same limits are judged at every size, and the growth
+  of each peak per doubling of N between consecutive sizes (goal ≤ 0.1 GB).
 * speed, in this process, against a plain PyTorch loop on the same images,
   model, batch size and threads (the anchor): latents per second (plint's
   ``forward_pass`` over the memory-mapped file vs. a ``no_grad`` loop over the
@@ -31,7 +32,7 @@ Usage::
 
     python bench/bench_scale.py [--sizes real 5000 20000 50000] [--input-size 224] [--threads N] [--steps K]
                                 [--rounds R] [--batch-size 32] [--skip-embed-above N] [--skip-run-above N]
-                                [--device auto|cpu|cuda] [--out NAME.json]
+                                [--no-speed] [--device auto|cpu|cuda] [--out NAME.json]
     python bench/bench_scale.py --quick    # 600 images at 64 px, 2 timed steps: structure, not the goals
 
 On a 2-core CPU at 224 px (latents about 60 images/s, a fine-tuning step of 32
@@ -45,8 +46,6 @@ import argparse
 import copy
 import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -60,6 +59,7 @@ from common import (  # also puts the repo on sys.path
     REPO,
     data_source,
     machine,
+    peak_of,
     print_table,
     write_json,
     write_replicated_pneumonia,
@@ -84,7 +84,7 @@ LAYER, FEATURES = "avgpool", 512
 LAM = 0.1
 WARMUP = 2
 """Batches run before the timed ones, on each side."""
-EMBED_GB, RUN_GB, RATIO = 2.0, 2.5, 1.15
+EMBED_GB, RUN_GB, RATIO, DOUBLING_GB = 2.0, 2.5, 1.15, 0.1
 SPEC = {"moves": [{"select": {"classes": [1]}, "translate": [5.0, 0.0], "contract": 1.0}]}
 QUICK = {"sizes": [600], "input_size": 64, "steps": 2, "rounds": 1}
 
@@ -104,6 +104,8 @@ def parse_args() -> argparse.Namespace:
                     help="no embed/run memory runs for sizes above N")
     ap.add_argument("--skip-run-above", type=int, default=None, metavar="N",
                     help="no run memory runs for sizes above N")
+    ap.add_argument("--no-speed", action="store_true",
+                    help="memory runs only (the speed comparisons take about 4 minutes per size)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--out", default=None,
                     help="JSON file name in bench/out/ (default scale_full.json / scale_quick.json)")
@@ -118,18 +120,12 @@ def parse_args() -> argparse.Namespace:
 
 
 def child(argv: list[str], log: Path) -> dict:
-    """Run ``python -m plint_core *argv`` as its own process: ``{"peak_gb", "maxrss_kib", "seconds"}``; exits if it
-    fails. Linux's ``ru_maxrss`` is the largest of the process and its descendants, not their sum."""
-    start = time.perf_counter()
-    with log.open("w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "plint_core", *argv], cwd=REPO, stdout=f,
-                                stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"plint_core {' '.join(argv)} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-    return {"peak_gb": usage.ru_maxrss * 1024 / 1e9, "maxrss_kib": usage.ru_maxrss, "seconds": seconds}
+    """Run ``python -m plint_core *argv`` as its own process: ``{"peak_gb", "maxrss_kib", "seconds"}`` (see
+    :func:`common.peak_of`: the largest single process, counted from a fresh interpreter); exits if it fails."""
+    out = peak_of([sys.executable, "-m", "plint_core", *argv], log)
+    if out.pop("returncode") != 0:
+        sys.exit(f"plint_core {' '.join(argv)} failed:\n{log.read_text()[-3000:]}")
+    return out
 
 
 def memory(a: argparse.Namespace, size: int, data: Path, model: Path, work: Path) -> dict:
@@ -319,12 +315,14 @@ def main() -> None:
             label = f"{len(train)} (real file)" if n == 0 else str(n)
             print(f"train images {label}:", flush=True)
             mem = memory(a, len(train), data, model, work)
-            with np.load(data) as f:
-                stored = f["train_images"]  # the plain loop's copy, in memory
-            lat = latents_speed(inputs.bundle, train, stored, a.steps, a.rounds, device)
-            ft = finetune_speed(inputs.bundle, train, stored, a.steps, a.batch_size, a.rounds, device)
-            ft["steps_per_epoch"] = -(-len(train) // a.batch_size)
-            ft["epoch_seconds_est"] = ft["steps_per_epoch"] * ft["plint_s_per_step"]
+            lat = ft = None
+            if not a.no_speed:
+                with np.load(data) as f:
+                    stored = f["train_images"]  # the plain loop's copy, in memory
+                lat = latents_speed(inputs.bundle, train, stored, a.steps, a.rounds, device)
+                ft = finetune_speed(inputs.bundle, train, stored, a.steps, a.batch_size, a.rounds, device)
+                ft["steps_per_epoch"] = -(-len(train) // a.batch_size)
+                ft["epoch_seconds_est"] = ft["steps_per_epoch"] * ft["plint_s_per_step"]
             results.append({"size": n, "label": label, "train_images": len(train),
                             "data": str(data) if n == 0 else None, "memory": mem, "latents": lat, "finetune": ft})
     mem_rows, speed_rows = [], []
@@ -337,27 +335,49 @@ def main() -> None:
                          "run --epochs 1 peak GB": run["peak_gb"] if run else skipped,
                          "run s": run["seconds"] if run else "—", f"limits {EMBED_GB} / {RUN_GB} GB": limits})
         lat, ft = r["latents"], r["finetune"]
+        if lat is None:
+            continue
         speed_rows.append({"speed: train images": r["label"], "latents img/s plint": lat["plint_images_per_s"],
                            "latents img/s plain": lat["plain_images_per_s"], "latents ratio": lat["ratio"],
                            "fine-tune s/step plint": ft["plint_s_per_step"],
                            "fine-tune s/step plain": ft["plain_s_per_step"], "fine-tune ratio": ft["ratio"],
                            "epoch min (est.)": ft["epoch_seconds_est"] / 60,
                            f"ratios ≤ {RATIO}": verdicts([lat["ratio"] <= RATIO, ft["ratio"] <= RATIO], a.quick)})
+    growth = doubling(results)
     print()
     print_table(mem_rows)
-    print()
-    print_table(speed_rows)
+    if growth:
+        print()
+        print_table(growth)
+    if speed_rows:
+        print()
+        print_table(speed_rows)
     problems = sanity(results)
     total = time.perf_counter() - started
     out = write_json(a.out, {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "threads": threads,
                              "quick": a.quick, "args": vars(a), "device": str(device), "layer": LAYER, "lam": LAM,
                              "warmup_batches": WARMUP, "limits_gb": {"embed": EMBED_GB, "run": RUN_GB},
-                             "goal_ratio": RATIO, "spec": SPEC, "sizes": results, "problems": problems,
+                             "goal_ratio": RATIO, "spec": SPEC, "sizes": results, "doubling": growth,
+                             "doubling_limit_gb": DOUBLING_GB, "problems": problems,
                              "total_seconds": total})
-    print(f"\nlatents batch {results[0]['latents']['batch']}, fine-tuning batch {a.batch_size}; "
-          f"total {total:.0f} s; wrote {out.relative_to(REPO)}")
+    batch = f"latents batch {results[0]['latents']['batch']}, " if results[0]["latents"] else ""
+    print(f"\n{batch}fine-tuning batch {a.batch_size}; total {total:.0f} s; wrote {out.relative_to(REPO)}")
     if problems:
         sys.exit("SANITY FAILURES:\n  " + "\n  ".join(problems))
+
+
+def doubling(results: list[dict]) -> list[dict]:
+    """Per command and pair of consecutive measured sizes: the peak's growth per doubling of the training split,
+    ``(peak(n2) - peak(n1)) / log2(n2 / n1)`` (GB). Goal ≤ 0.1 GB: memory does not grow with the images."""
+    rows = []
+    for name in ("embed", "run"):
+        measured = [(r["train_images"], r["memory"][name]["peak_gb"]) for r in results if r["memory"][name]]
+        for (n1, g1), (n2, g2) in zip(measured, measured[1:]):
+            per = (g2 - g1) / math.log2(n2 / n1)
+            rows.append({"growth: command": name, "from images": n1, "to images": n2, "peak GB from": g1,
+                         "peak GB to": g2, "GB per doubling": per,
+                         f"≤ {DOUBLING_GB} GB": "PASS" if per <= DOUBLING_GB else "MISS"})
+    return rows
 
 
 def sanity(results: list[dict]) -> list[str]:
@@ -370,9 +390,11 @@ def sanity(results: list[dict]) -> list[str]:
         if r["memory"]["run"] is not None and not r["memory"]["run"]["reused_embedding"]:
             problems.append(f"{r['label']}: run fitted its own embedding instead of reusing embed's")
         for name in ("latents", "finetune"):
+            if r[name] is None:
+                continue
             if not 0 < r[name]["ratio"] < math.inf:
                 problems.append(f"{r['label']}: {name} ratio {r[name]['ratio']}")
-        if not r["latents"]["max_relative_difference"] <= r["latents"]["tolerance"]:
+        if r["latents"] and not r["latents"]["max_relative_difference"] <= r["latents"]["tolerance"]:
             problems.append(f"{r['label']}: plint's and the plain loop's latents differ by "
                             f"{r['latents']['max_relative_difference']:.2g} (relative)")
     return problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -167,6 +168,39 @@ def save_figure(fig, stem: str, folder: Path = FIGURES, png: bool = True, width:
                 browser.close()
         paths.append(folder / f"{stem}.png")
     return paths
+
+
+_LAUNCHER = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"status": status, "maxrss_kib": usage.ru_maxrss}, f)
+"""
+
+
+def peak_of(command: list[str], log: Path, cwd: Path = REPO) -> dict:
+    """Run ``command`` (its output to ``log``): ``{"returncode", "peak_gb", "maxrss_kib", "seconds"}``.
+
+    The peak is the child's ``ru_maxrss`` (GB of 10⁹ bytes): the largest resident set of the process and of each
+    descendant it waited for (not their sum). Linux starts a child's count at the resident set of the process
+    it was forked from (``exec`` keeps the high-water mark of the replaced image), so a child forked straight
+    from a large benchmark process reports at least that process's size. The command is therefore forked from a
+    fresh, small interpreter that reports what ``wait4`` says.
+    """
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="plint-peak-") as tmp, log.open("w") as f:
+        report = Path(tmp) / "usage.json"
+        launcher = subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *command], cwd=cwd, stdout=f,
+                                  stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - start
+        if launcher.returncode != 0 or not report.exists():
+            raise RuntimeError(f"the launcher of {command[:3]} failed with {launcher.returncode}: {log.read_text()[-2000:]}")
+        usage = json.loads(report.read_text())
+    return {"returncode": os.waitstatus_to_exitcode(usage["status"]), "peak_gb": usage["maxrss_kib"] * 1024 / 1e9,
+            "maxrss_kib": usage["maxrss_kib"], "seconds": seconds}
 
 
 def machine() -> str:

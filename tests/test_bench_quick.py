@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
@@ -89,3 +91,21 @@ def test_bench_scale_quick():
     result = json.loads((BENCH / "out" / "scale_quick.json").read_text())
     assert result["problems"] == [] and [r["size"] for r in result["sizes"]] == [600]
     assert result["sizes"][0]["memory"]["run"]["reused_embedding"]
+
+
+def test_peak_of_counts_the_child_not_the_process_it_was_started_from(tmp_path):
+    """A child forked straight from a large process reports that process's resident size as its own peak (Linux
+    keeps the high-water mark across ``exec``); the benches' ``peak_of`` starts the command from a fresh
+    interpreter, so a trivial child reports tens of MB while this process holds 400 MB more."""
+    sys.path.insert(0, str(BENCH))
+    from common import peak_of
+
+    ballast = np.ones(400_000_000 // 8)  # touched: 400 MB resident here
+    result = peak_of([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "child.log")
+    assert result["returncode"] == 3 and result["seconds"] > 0
+    assert 0 < result["peak_gb"] < 0.1, result
+    allocating = peak_of([sys.executable, "-c", "import numpy; a = numpy.ones(50_000_000); print(a.sum())"],
+                         tmp_path / "alloc.log")
+    assert 0.4 < allocating["peak_gb"] < 0.5, allocating  # its own 400 MB array is counted
+    assert (tmp_path / "alloc.log").read_text().strip() == "50000000.0"
+    del ballast
