@@ -26,6 +26,7 @@ from .data.loader import batch_loader, iterate
 from .device import autocast_dtype, resolve_device, trim_memory
 from .errors import PlintError, RunCancelled
 from .latents import as_images, capture, model_input, uses_convolutions
+from .models.exclusive import exclusive
 from .models.spec import ModelBundle
 
 
@@ -186,13 +187,15 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     device = resolve_device(config.device)
     dtype = autocast_dtype(device, config.amp)
     torch.manual_seed(config.seed)
-    model = copy.deepcopy(bundle.module).to(device).train()
+    with exclusive(bundle.module):  # not while another session's forward pass has its hook on it
+        model = copy.deepcopy(bundle.module)
+    model = model.to(device).train()
     channels_last = device.type == "cuda" and uses_convolutions(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    for p in embedder.parameters():
-        p.requires_grad_(False)
-    frozen = copy.deepcopy(embedder).to(device).eval()  # the shared embedder stays where it is (other users)
+    with exclusive(embedder):
+        frozen = copy.deepcopy(embedder)
+    frozen = frozen.to(device).eval().requires_grad_(False)  # the shared embedder stays as it is (other users)
     images = as_images(source.images)
     convert = model_input(bundle, images, device, model)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")

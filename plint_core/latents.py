@@ -22,6 +22,7 @@ from .data.loader import batch_loader, iterate
 from .data.transforms import ModelInput
 from .device import autocast_dtype
 from .errors import PlintError
+from .models.exclusive import exclusive
 from .models.spec import ModelBundle
 
 
@@ -47,18 +48,19 @@ def list_layers(bundle: ModelBundle) -> list[LayerInfo]:
     shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
     hooks = []
-    for name, mod in _layer_modules(bundle.module):
-        def hook(_m, _i, out, name=name):
-            if isinstance(out, torch.Tensor) and name not in shapes:
-                shapes[name] = tuple(out.shape[1:])
-                order.append(name)
-        hooks.append(mod.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            bundle.module.eval()(torch.zeros((1, *bundle.spec.input_shape)))
-    finally:
-        for h in hooks:
-            h.remove()
+    with exclusive(bundle.module):
+        for name, mod in _layer_modules(bundle.module):
+            def hook(_m, _i, out, name=name):
+                if isinstance(out, torch.Tensor) and name not in shapes:
+                    shapes[name] = tuple(out.shape[1:])
+                    order.append(name)
+            hooks.append(mod.register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                bundle.module.eval()(torch.zeros((1, *bundle.spec.input_shape)))
+        finally:
+            for h in hooks:
+                h.remove()
     kinds = dict((n, type(m).__name__) for n, m in _layer_modules(bundle.module))
     return [LayerInfo(n, kinds[n], shapes[n]) for n in order]
 
@@ -153,6 +155,33 @@ def forward_pass(bundle: ModelBundle, images: Images | np.ndarray, layer: str | 
     images = as_images(images)
     device = torch.device(device)
     dtype = autocast_dtype(device, amp)
+    with exclusive(bundle.module):
+        latents, preds = _pass(bundle, images, layer, device, dtype, batch_size, workers, out, progress)
+    if layer is not None and latents is None:
+        latents = np.zeros((0, 0), np.float32)
+    return latents, preds
+
+
+def extract_latents(bundle: ModelBundle, images01: Images | np.ndarray, layer: str | None = None, *,
+                    batch_size: int | None = None, device: torch.device | str = "cpu",
+                    amp: bool | None = None) -> np.ndarray:
+    """``layer``'s activations for ``images01`` (an :class:`Images` view, or ``[N, C, H, W]`` in ``[0, 1]``),
+    float32 ``[N, F]``; see :func:`forward_pass`."""
+    layer = resolve_layer(bundle, layer)
+    latents, _ = forward_pass(bundle, images01, layer, device=device, amp=amp, batch_size=batch_size)
+    return latents
+
+
+def predict(bundle: ModelBundle, images01: Images | np.ndarray, *, batch_size: int | None = None,
+            device: torch.device | str = "cpu", amp: bool | None = None) -> np.ndarray:
+    """Predicted class index per image (int64 ``[N]``)."""
+    return forward_pass(bundle, images01, None, device=device, amp=amp, batch_size=batch_size)[1]
+
+
+def _pass(bundle: ModelBundle, images: Images, layer: str | None, device: torch.device, dtype: torch.dtype | None,
+          batch_size: int | None, workers: int | None, latents: np.ndarray | None,
+          progress: Callable[[float], None] | None) -> tuple[np.ndarray | None, np.ndarray]:
+    """:func:`forward_pass`'s loop, with ``bundle.module`` held (:func:`~plint_core.models.exclusive.exclusive`)."""
     n = len(images)
     module = bundle.module.to(device).eval()
     if device.type == "cuda" and uses_convolutions(module):
@@ -160,7 +189,6 @@ def forward_pass(bundle: ModelBundle, images: Images | np.ndarray, layer: str | 
     convert = model_input(bundle, images, device, module)
     batch_size = batch_size or inference_batch_size(images.shape[1:], device)
     preds = np.empty(n, np.int64)
-    latents = out
     try:
         with ExitStack() as stack:
             box = stack.enter_context(capture(module, layer)) if layer is not None else None
@@ -182,22 +210,4 @@ def forward_pass(bundle: ModelBundle, images: Images | np.ndarray, layer: str | 
                     progress(done / max(n, 1))
     finally:
         bundle.module.to(memory_format=torch.contiguous_format).cpu()
-    if layer is not None and latents is None:
-        latents = np.zeros((0, 0), np.float32)
     return latents, preds
-
-
-def extract_latents(bundle: ModelBundle, images01: Images | np.ndarray, layer: str | None = None, *,
-                    batch_size: int | None = None, device: torch.device | str = "cpu",
-                    amp: bool | None = None) -> np.ndarray:
-    """``layer``'s activations for ``images01`` (an :class:`Images` view, or ``[N, C, H, W]`` in ``[0, 1]``),
-    float32 ``[N, F]``; see :func:`forward_pass`."""
-    layer = resolve_layer(bundle, layer)
-    latents, _ = forward_pass(bundle, images01, layer, device=device, amp=amp, batch_size=batch_size)
-    return latents
-
-
-def predict(bundle: ModelBundle, images01: Images | np.ndarray, *, batch_size: int | None = None,
-            device: torch.device | str = "cpu", amp: bool | None = None) -> np.ndarray:
-    """Predicted class index per image (int64 ``[N]``)."""
-    return forward_pass(bundle, images01, None, device=device, amp=amp, batch_size=batch_size)[1]

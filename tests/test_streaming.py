@@ -104,6 +104,34 @@ def test_streamed_latents_equal_a_whole_array_forward_pass(digits, demo):
     np.testing.assert_array_equal(preds, logits.argmax(1))
 
 
+def test_concurrent_passes_on_one_model_do_not_mix(digits, demo):
+    """The app serves every session with one model: two passes at once (two layers, two image orders) each get
+    exactly what they get alone, and leave no hook behind."""
+    import threading
+
+    images = digits.train.images
+    backwards = images.subset(np.arange(len(images))[::-1])
+    alone = {k: forward_pass(demo, im, layer, batch_size=8) for k, (im, layer) in
+             {"a": (images, "logits"), "b": (backwards, "fc1")}.items()}
+    together: dict = {}
+    start = threading.Barrier(2)
+
+    def worker(key, im, layer):
+        start.wait()
+        together[key] = forward_pass(demo, im, layer, batch_size=8)
+
+    threads = [threading.Thread(target=worker, args=("a", images, "logits")),
+               threading.Thread(target=worker, args=("b", backwards, "fc1"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for key in ("a", "b"):
+        np.testing.assert_array_equal(together[key][0], alone[key][0])
+        np.testing.assert_array_equal(together[key][1], alone[key][1])
+    assert not any(m._forward_hooks for m in demo.module.modules())
+
+
 def test_memory_mapped_file_gives_the_same_coordinates_and_metrics_as_in_memory(tmp_path, monkeypatch, digits, demo):
     from sklearn.datasets import load_digits
 
