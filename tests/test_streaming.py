@@ -188,6 +188,22 @@ def test_a_killed_latent_pass_leaves_nothing_behind(tmp_path, digits, demo):
 
 
 # ------------------------------------------------------------------ sizing the fine-tune
+@pytest.mark.parametrize("workers", [0, 1])
+def test_loader_leaves_torchs_global_random_stream_alone(digits, workers):
+    """Dropout draws from torch's global generator: two training passes over the loader, with or without
+    (persistent) workers, leave it exactly where it was, so fine-tuning does not change with the worker count."""
+    from plint_core.data.loader import batch_loader
+
+    loader = batch_loader(digits.train.images, 64, torch.device("cpu"), generator=torch.Generator().manual_seed(1),
+                          workers=workers)
+    torch.manual_seed(123)
+    for _ in range(2):
+        assert sum(len(b["index"]) for b in loader) == len(digits.train.images)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    torch.testing.assert_close(after, torch.rand(3), rtol=0, atol=0)
+
+
 def test_training_rows_are_stratified_and_keep_every_moved_point():
     labels = np.repeat(np.arange(4), [400, 300, 200, 100])
     moved = np.zeros(len(labels), bool)

@@ -105,9 +105,12 @@ def batch_loader(images: Images, batch_size: int, device: torch.device, *, gener
     n = len(images)
     sampler = SequentialBatches(n, batch_size) if generator is None else PermutedBatches(n, batch_size, generator)
     workers = default_workers(images, device) if workers is None else workers
+    # The loader draws its workers' base seed at each pass (only the first, with persistent workers) from its
+    # own generator: left to torch's global one, that draw would shift the dropout masks of training with the
+    # number of workers.
     return DataLoader(RowBatches(images, **extras), batch_size=None, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                      prefetch_factor=2 if workers > 0 else None)
+                      prefetch_factor=2 if workers > 0 else None, generator=torch.Generator().manual_seed(0))
 
 
 def iterate(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
