@@ -12,14 +12,17 @@ a daemon thread still inside torch when the process ends aborts it.
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from plint_core.errors import PlintError, RunCancelled
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 EXIT_WAIT_SECONDS = 60.0
@@ -34,6 +37,18 @@ class Report:
     stage: str = "starting"
     fraction: float = 0.0
     detail: Any = None
+
+
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` (and the exceptions chained to it) without tracebacks. A kept error outlives its job on the page;
+    its frames would keep the job's locals alive with it: loader worker processes, an upload's temporary folder,
+    a model copy."""
+    seen, link = set(), exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 class Job(Generic[T]):
@@ -65,9 +80,12 @@ class Job(Generic[T]):
         try:
             result = fn(self)
         except RunCancelled as exc:
-            self._finish(CANCELLED, error=exc)
+            self._finish(CANCELLED, error=_detached(exc))
         except BaseException as exc:  # noqa: BLE001 - reported to the page, which decides how to show it
-            self._finish(FAILED, error=exc)
+            if not isinstance(exc, PlintError):
+                # The server log the page's message points to; as text, so no log record holds the frames.
+                log.error("%s failed:\n%s", self.name, "".join(traceback.format_exception(exc)).rstrip())
+            self._finish(FAILED, error=_detached(exc))
         else:
             self._finish(DONE, result=result)
 

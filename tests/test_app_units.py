@@ -246,6 +246,35 @@ def test_job_cancel_and_failure():
     assert bad.status == FAILED and bad.user_error() == "bad input"
 
 
+def test_a_failed_job_keeps_its_message_but_not_its_locals(caplog):
+    """The error stays on the page; the frames it was raised in (a loader's workers, an upload's temporary
+    folder) do not stay with it. Unexpected failures go to the server log with their traceback."""
+    import gc
+    import weakref
+
+    class Held:  # stands for a DataLoader with worker processes
+        pass
+
+    refs = []
+
+    def work(job):
+        held = Held()
+        refs.append(weakref.ref(held))
+        try:
+            raise OSError("disk gone")
+        except OSError as exc:
+            raise ValueError("could not read the batch") from exc
+
+    job = Job(work, "fine-tuning").start()
+    assert job.wait(5) and job.status == FAILED
+    gc.collect()
+    assert refs[0]() is None, "the failed job's traceback keeps its locals alive"
+    assert job.error.__traceback__ is None and job.error.__cause__.__traceback__ is None
+    assert job.user_error() == ("fine-tuning failed unexpectedly (ValueError: could not read the batch). "
+                                "Try again; if it keeps failing, report it with the server log.")
+    assert "fine-tuning failed" in caplog.text and "disk gone" in caplog.text  # the log has the whole chain
+
+
 def test_registry_shares_jobs_and_retries_failures():
     reg = JobRegistry()
     calls = []
