@@ -4,10 +4,12 @@ A reader never sees a half-written file: either the old content or the new.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,15 +41,24 @@ def publish_dir(tmp_dir: Path, final_dir: Path) -> Path:
     """Rename a fully written ``tmp_dir`` to ``final_dir`` (replacing an old one).
 
     ``tmp_dir`` must be on the same file system; the rename is the commit point.
+    An existing ``final_dir`` is first renamed to a unique ``.trash-*`` name and
+    removed; when several writers publish the same folder at once (threads of
+    one server, or processes), each retries until its rename lands, and the
+    last one stays.
     """
-    if final_dir.exists():
-        trash = final_dir.with_name(f".trash-{final_dir.name}-{os.getpid()}")
-        os.replace(final_dir, trash)
-        os.replace(tmp_dir, final_dir)
+    while True:
+        try:
+            os.rename(tmp_dir, final_dir)  # fails while a non-empty final_dir exists
+            return final_dir
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        trash = final_dir.with_name(f".trash-{final_dir.name}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        try:
+            os.rename(final_dir, trash)
+        except FileNotFoundError:  # another writer moved it away first
+            continue
         shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp_dir, final_dir)
-    return final_dir
 
 
 def staging_dir(final_dir: Path) -> Path:

@@ -65,7 +65,10 @@ class RunStore:
         return (self.run_dir(run_id) / RESULT).is_file()
 
     def write(self, final_dir: Path, fill: Callable[[Path], None]) -> Path:
-        """Create ``final_dir`` by calling ``fill(staging)`` and renaming staging into place."""
+        """Create ``final_dir`` by calling ``fill(staging)`` and renaming staging into place; stale leftovers
+        of killed writes beside it are swept first."""
+        if final_dir.parent.is_dir():
+            self._sweep(final_dir.parent)
         tmp = staging_dir(final_dir)
         try:
             fill(tmp)
@@ -108,8 +111,10 @@ class RunStore:
 
     @staticmethod
     def _sweep(base: Path) -> None:
+        """Remove staging and replaced folders (``.tmp-*``, ``.trash-*``) of killed writes in ``base`` untouched
+        for :data:`STALE_SECONDS` (a live write is younger)."""
         now = time.time()
-        for d in base.glob(".tmp-*"):
+        for d in [*base.glob(".tmp-*"), *base.glob(".trash-*")]:
             try:
                 if now - d.stat().st_mtime > STALE_SECONDS:
                     shutil.rmtree(d, ignore_errors=True)

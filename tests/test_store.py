@@ -56,3 +56,53 @@ def test_rewriting_replaces_whole_folder(tmp_path):
     store.write(store.run_dir("r"), _fill({"run_id": "r", "v": 2}))
     assert json.loads((store.run_dir("r") / RESULT).read_text())["v"] == 2
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
+
+
+def test_leftovers_of_killed_writes_are_swept_in_every_part_of_the_store(tmp_path):
+    """A server killed mid-write leaves ``.tmp-*`` staging (and ``.trash-*``) folders in latents/, embeddings/ or
+    runs/; the next write there removes the stale ones and leaves a live write's (young) staging alone."""
+    import os
+    import time
+
+    from plint_core.store import STALE_SECONDS
+
+    store = RunStore(tmp_path)
+    old = time.time() - STALE_SECONDS - 60
+    for kind in ("latents", "embeddings", "runs"):
+        for name in (".tmp-k-dead", ".trash-k-1-dead", ".tmp-k-live"):
+            (tmp_path / kind / name).mkdir(parents=True)
+            ((tmp_path / kind / name) / "train.npy").write_bytes(b"x" * 100)
+            if "dead" in name:
+                os.utime(tmp_path / kind / name, (old, old))
+    store.write(store.latents_dir("k2"), _fill({}))
+    store.write(store.embedding_dir("k2"), _fill({}))
+    store.write(store.run_dir("r"), _fill({"run_id": "r"}))
+    for kind, final in (("latents", "k2"), ("embeddings", "k2"), ("runs", "r")):
+        assert sorted(p.name for p in (tmp_path / kind).iterdir()) == [".tmp-k-live", final]
+
+
+def test_concurrent_rewrites_of_one_folder_all_succeed(tmp_path):
+    """Two sessions of one server finishing the same key at once: both publish, one folder remains whole."""
+    import threading
+
+    store = RunStore(tmp_path)
+    store.write(store.run_dir("r"), _fill({"run_id": "r", "v": 0}))
+    errors = []
+    start = threading.Barrier(8)
+
+    def rewrite(v):
+        start.wait()
+        try:
+            for _ in range(20):
+                store.write(store.run_dir("r"), _fill({"run_id": "r", "v": v}))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rewrite, args=(v,)) for v in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert json.loads((store.run_dir("r") / RESULT).read_text())["v"] in range(1, 9)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
