@@ -69,6 +69,23 @@ def test_splits_of_one_array_are_views_not_copies(tmp_path, monkeypatch):
     assert data.train.images.dtype == np.float32 and data.train.images.stored(np.arange(3)).dtype == torch.uint8
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+def test_float_images_stay_in_their_stored_dtype(tmp_path, monkeypatch, dtype):
+    """float64 (or float16) pixels in [0, 1] stay the memory map they are: read as float32 per batch, no whole
+    float32 copy; out-of-range values are still refused."""
+    monkeypatch.setattr(npz_module, "MAP_FROM_BYTES", 1000)
+    images = np.random.default_rng(2).random((120, 8, 8)).astype(dtype)
+    np.savez(tmp_path / "f.npz", images=images, labels=np.arange(120) % 3)
+    data = load_data(tmp_path / "f.npz")
+    assert isinstance(data.train.images.array, np.memmap) and data.train.images.array.dtype == dtype
+    rows = data.train.images.rows[:4]
+    np.testing.assert_array_equal(data.train.images[np.arange(4)][:, 0], images[rows].astype(np.float32))
+    images[7, 3, 3] = 1.5
+    np.savez(tmp_path / "bad.npz", images=images, labels=np.arange(120) % 3)
+    with pytest.raises(PlintError, match=r"floats outside \[0, 1\]"):
+        load_data(tmp_path / "bad.npz")
+
+
 def test_fingerprint_follows_content_not_storage(tmp_path, monkeypatch):
     images = np.random.default_rng(2).integers(0, 256, (120, 8, 8), dtype=np.uint8)
     labels = np.arange(120) % 3

@@ -231,10 +231,9 @@ def array_images(array: np.ndarray, what: str) -> ArrayImages:
         return ArrayImages(255.0, array=array, layout=layout)
     if not np.issubdtype(array.dtype, np.floating):
         raise PlintError(f"{what} has dtype {array.dtype}: expected uint8 pixels or floats in [0, 1]")
-    if array.dtype != np.float32:  # float64/float16 arrays are small in practice; the model reads float32
-        array = array.astype(np.float32)
+    # Kept in their own float dtype (a memory map stays one): batches become float32 as they are read.
     lo, hi = np.inf, -np.inf
-    step = max(1, HASH_CHUNK_BYTES // max(1, int(np.prod(array.shape[1:])) * 4))
+    step = max(1, HASH_CHUNK_BYTES // max(1, int(np.prod(array.shape[1:])) * array.dtype.itemsize))
     for start in range(0, len(array), step):
         chunk = array[start:start + step]
         if not np.isfinite(chunk).all():
