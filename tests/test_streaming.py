@@ -221,6 +221,24 @@ def test_loader_leaves_torchs_global_random_stream_alone(digits, workers):
     torch.testing.assert_close(after, torch.rand(3), rtol=0, atol=0)
 
 
+def test_loader_workers_follow_the_containers_cpu_quota(monkeypatch):
+    """A hosted container sees its host's cores but may use its quota's: image files get one worker per
+    spare usable core (at most 4), arrays on the CPU none, and $PLINT_LOADER_WORKERS wins."""
+    from plint_core.data import loader
+    from plint_core.data.images import FileImages
+
+    files = FileImages(1.0, paths=(Path("a.png"),), shown=("a.png",))
+    monkeypatch.delenv(loader.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(loader.os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    for quota, expected in ((None, 4), (2, 1), (1, 0), (3, 2)):
+        monkeypatch.setattr(loader, "cpu_quota", lambda quota=quota: quota)
+        assert loader.default_workers(files, torch.device("cpu")) == expected, quota
+    assert loader.default_workers(ArrayImages(255.0, array=np.zeros((2, 4, 4), np.uint8), layout="NHW"),
+                                  torch.device("cpu")) == 0
+    monkeypatch.setenv(loader.WORKERS_ENV, "3")
+    assert loader.default_workers(files, torch.device("cpu")) == 3
+
+
 def test_training_rows_are_stratified_and_keep_every_moved_point():
     labels = np.repeat(np.arange(4), [400, 300, 200, 100])
     moved = np.zeros(len(labels), bool)

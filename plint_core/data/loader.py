@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
+from ..device import cpu_quota
 from ..errors import PlintError
 from .images import FileImages, Images
 
@@ -83,7 +84,8 @@ class PermutedBatches(Sampler[list[int]]):
 
 def default_workers(images: Images, device: torch.device) -> int:
     """Loader workers for ``images`` on ``device``: ``$PLINT_LOADER_WORKERS`` if set; else none for arrays
-    on the CPU (a read is a cheap copy), and for image files or a GPU one per spare core, at most 4."""
+    on the CPU (a read is a cheap copy), and for image files or a GPU one per spare usable core
+    (:func:`usable_cores`), at most 4."""
     text = os.environ.get(WORKERS_ENV, "").strip()
     if text:
         try:
@@ -95,8 +97,15 @@ def default_workers(images: Images, device: torch.device) -> int:
         return value
     if device.type != "cuda" and not isinstance(images, FileImages):
         return 0
-    spare = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) - 1
-    return max(0, min(MAX_WORKERS, spare))
+    return max(0, min(MAX_WORKERS, usable_cores() - 1))
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by the container's CPU quota
+    (:func:`plint_core.device.cpu_quota`; a hosted container often sees every core of its host)."""
+    seen = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cpu_quota()
+    return min(seen, quota) if quota else seen
 
 
 def batch_loader(images: Images, batch_size: int, device: torch.device, *, generator: torch.Generator | None = None,
