@@ -289,6 +289,9 @@ def test_an_image_broken_after_loading_is_named_when_read(tmp_path):
     victim.write_bytes(victim.read_bytes()[:40])
     with pytest.raises(PlintError, match=rf"cannot read image 'banana/{victim.name}'"):
         np.asarray(data.train.images), np.asarray(data.test.images)
+    victim.unlink()  # deleted since the folder was listed: one message, not a FileNotFoundError
+    with pytest.raises(PlintError, match=rf"cannot read image 'banana/{victim.name}': .*open it again"):
+        np.asarray(data.train.images), np.asarray(data.test.images)
 
 
 def test_image_files_through_loader_workers(tmp_path, monkeypatch, demo):

@@ -21,7 +21,12 @@ WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 def read_image(path: Path, shown: str) -> np.ndarray:
     """One image as float32 ``[C, H, W]`` in ``[0, 1]``, C = 1 or 3."""
-    if path.stat().st_size == 0:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:  # moved or deleted since the folder was listed, or unreadable
+        raise PlintError(f"cannot read image {shown!r}: {exc.strerror or type(exc).__name__}; the data folder "
+                         "changed after it was opened: open it again") from exc
+    if size == 0:
         raise PlintError(f"image {shown!r} is empty (0 bytes): remove or replace it")
     try:
         with Image.open(path) as img:
