@@ -48,6 +48,54 @@ def test_large_npz_members_are_memory_mapped_stored_or_compressed(tmp_path, monk
         np.testing.assert_array_equal(arrays["labels"], labels)
 
 
+def test_large_temporary_files_go_to_disk_not_memory(tmp_path, monkeypatch):
+    """A compressed member is inflated into $PLINT_TMPDIR if set; without it, into the system's temporary folder
+    unless that is a tmpfs (memory, counted against a container's limit), then /var/tmp."""
+    import os
+
+    from plint_core.scratch import SCRATCH_ENV, mount_type, scratch_dir
+
+    mounts = "/dev/vda / ext4 rw 0 0\ntmpfs /tmp tmpfs rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n"
+    assert mount_type(Path("/tmp/x/y"), mounts) == "tmpfs" and mount_type(Path("/var/tmp"), mounts) == "ext4"
+    monkeypatch.delenv(SCRATCH_ENV, raising=False)
+    monkeypatch.setattr("tempfile.tempdir", "/tmp")
+    if os.access("/var/tmp", os.W_OK):
+        assert scratch_dir(mounts) == Path("/var/tmp")
+    assert scratch_dir("/dev/vda / ext4 rw 0 0\n") == Path("/tmp")
+
+    monkeypatch.setattr(npz_module, "MAP_FROM_BYTES", 1000)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv(SCRATCH_ENV, str(scratch))
+    images = np.random.default_rng(0).integers(0, 256, (40, 16, 16), dtype=np.uint8)
+    np.savez_compressed(tmp_path / "c.npz", images=images, labels=np.arange(40) % 2)
+    arrays = open_npz(tmp_path / "c.npz")
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.islink(f"/proc/self/fd/{fd}")]
+    assert any(link.startswith(str(scratch)) for link in held), held
+    assert list(scratch.iterdir()) == []  # unlinked at once: nothing to clean up
+    np.testing.assert_array_equal(arrays["images"], images)
+
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "absent"))
+    with pytest.raises(PlintError, match="PLINT_TMPDIR=.* is not a folder this process can write"):
+        open_npz(tmp_path / "c.npz")
+
+
+def test_a_full_scratch_disk_gets_one_message(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    monkeypatch.setattr(npz_module, "MAP_FROM_BYTES", 1000)
+    np.savez_compressed(tmp_path / "c.npz", images=np.zeros((40, 16, 16), np.uint8), labels=np.arange(40) % 2)
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    with pytest.raises(PlintError, match=r"no room left in .* to unpack c.npz's compressed 'images'.*PLINT_TMPDIR"):
+        load_data(tmp_path / "c.npz")
+
+
 def test_npz_with_objects_is_refused(tmp_path):
     path = tmp_path / "objects.npz"
     with zipfile.ZipFile(path, "w") as zf, zf.open("images.npy", "w") as f:

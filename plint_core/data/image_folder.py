@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import PlintError
 from ..safe_zip import ZipLimits, extract_zip
+from ..scratch import scratch_dir
 from .arrays import from_images_labels
 from .dataset import Dataset, Split, _check_classes
 from .decode import GRAY_MODES, WIDE_MODES
@@ -82,10 +83,10 @@ def load_image_folder(root: str | Path, *, image_size: tuple[int, int] | None = 
 def load_image_zip(path: str | Path, *, image_size: tuple[int, int] | None = None,
                    limits: ZipLimits = ZipLimits()) -> Dataset:
     """Read a ``.zip`` of an ImageFolder: unpacked safely (see :mod:`plint_core.safe_zip`) into a
-    temporary folder that is removed when the returned data set is garbage-collected (or the
+    temporary folder on disk (:func:`plint_core.scratch.scratch_dir`) that is removed when the returned data set is garbage-collected (or the
     process ends), or at once if reading fails."""
     path = Path(path)
-    tmp = tempfile.TemporaryDirectory(prefix="plint-zip-")
+    tmp = tempfile.TemporaryDirectory(prefix="plint-zip-", dir=scratch_dir())
     try:
         folder = extract_zip(path, Path(tmp.name) / "data", limits)
         return load_image_folder(folder, image_size=image_size, name=path.stem, keep=tmp)

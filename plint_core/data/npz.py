@@ -3,13 +3,14 @@
 An ``.npz`` is a zip of ``.npy`` files. A member stored uncompressed
 (``np.savez``) is mapped straight from the file; a compressed one
 (``np.savez_compressed``) is inflated once into an anonymous temporary file
-(deleted as soon as it is created, so nothing is left behind) and mapped from
-there. Either way its pages are read from disk when they are used, so a split
+on disk (:func:`plint_core.scratch.scratch_dir`; deleted as soon as it is
+created, so nothing is left behind) and mapped from there. Either way its pages are read from disk when they are used, so a split
 of any size costs almost no resident memory. Small members (labels, class
 names) are simply read. Object arrays are refused: they would need pickle.
 """
 from __future__ import annotations
 
+import errno
 import shutil
 import struct
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PlintError
+from ..scratch import scratch_dir, scratch_full
 
 MAP_FROM_BYTES = 8 << 20
 """Members larger than this (8 MiB) are memory-mapped; smaller ones are read into memory."""
@@ -37,6 +39,8 @@ def open_npz(path: str | Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as zf, path.open("rb") as raw:
             return {info.filename[:-4]: _member(zf, raw, info, path.name)
                     for info in zf.infolist() if info.filename.endswith(".npy")}
+    except PlintError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, struct.error) as exc:
         raise PlintError(f"cannot read {path.name!r} as an .npz file ({exc}): is it complete and uncorrupted?") from exc
 
@@ -58,9 +62,16 @@ def _member(zf: zipfile.ZipFile, raw, info: zipfile.ZipInfo, shown: str) -> np.n
                          order="F" if fortran else "C")
     with zf.open(info) as f:
         shape, fortran, dtype = _npy_header(f, info.filename, shown)
-        spill = tempfile.TemporaryFile(prefix="plint-npz-")  # unlinked at once; mapped pages keep it alive
-        shutil.copyfileobj(f, spill, _COPY_CHUNK)
-        spill.flush()
+        where = scratch_dir()
+        spill = tempfile.TemporaryFile(prefix="plint-npz-", dir=where)  # unlinked at once; the map keeps it
+        try:
+            shutil.copyfileobj(f, spill, _COPY_CHUNK)
+            spill.flush()
+        except OSError as exc:
+            spill.close()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise scratch_full(exc, f"{shown}'s compressed {info.filename[:-4]!r}", where) from exc
+            raise
     if not shape or int(np.prod(shape)) == 0:
         return np.zeros(shape, dtype)
     return np.memmap(spill, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C")
