@@ -38,12 +38,16 @@ def _distance(module, demo, embedder, source, moved):
 def test_pli_follows_targets_and_control_does_not(demo, setup):
     embedder, source, moved, scale = setup
     cfg = FinetuneConfig(lam=0.5, epochs=4, lr=1e-3, batch_size=32, seed=0, device="cpu")
+    weights = {k: v.clone() for k, v in embedder.state_dict().items()}
+    trainable = [p.requires_grad for p in embedder.parameters()]
     pli, control = finetune_pair(demo, "logits", embedder, scale, source, cfg)
     before = _distance(demo.module, demo, embedder, source, moved)
     after = _distance(pli, demo, embedder, source, moved)
     assert after < 0.5 * before
     assert _distance(control, demo, embedder, source, moved) > 2 * after
-    assert all(not p.requires_grad for p in embedder.parameters())  # E stays frozen
+    for k, v in embedder.state_dict().items():  # E stays frozen: fine-tuning trains a frozen copy of it
+        torch.testing.assert_close(v, weights[k], rtol=0, atol=0)
+    assert [p.requires_grad for p in embedder.parameters()] == trainable  # and leaves the shared one as it was
     assert demo.module.training is False  # the base model is untouched
 
 
