@@ -1,0 +1,6 @@
+"""Long jobs (embedding fits, fine-tuning runs) off the calling process.
+
+- :mod:`.tasks`: what a job is, in a form a worker process can run from scratch;
+- :mod:`.executor`: the seam: :class:`~.executor.Executor`, :class:`~.executor.Handle`;
+- :mod:`.local`: a first-in, first-out queue of worker processes on this machine.
+"""

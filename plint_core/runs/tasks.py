@@ -1,0 +1,136 @@
+"""Tasks: an embedding fit or a fine-tuning run, described so that any worker process can run it.
+
+A task holds where its inputs come from (:class:`Source`: the model and data
+as :func:`plint_core.inputs.open_inputs` takes them), the settings, and the
+run store's folder. A worker opens the inputs itself, computes, writes the
+result to the store and returns its key; the caller loads the result from the
+store (:func:`plint_core.pipeline.load_embedding`, :func:`plint_core.pipeline.load_run`).
+Nothing but the task and small progress reports crosses between processes.
+
+A task's :meth:`run` takes ``report(stage, fraction, detail)`` and a
+``cancel`` event, which it checks between steps.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from ..embedding.parametric_tsne import TSNEConfig
+from ..errors import RunCancelled
+from ..finetune import FinetuneConfig, Progress
+from ..intervention import InterventionSpec
+from ..models.sources import ModelOptions
+
+__all__ = ["EMBEDDING_STAGES", "EmbeddingTask", "Report", "RunTask", "Source", "Task"]
+
+Report = Callable[[str, float, Any], None]
+"""``report(stage, fraction of the whole task in [0, 1], detail)``."""
+
+EMBEDDING_STAGES = {"latents": (0.0, 0.04), "affinities": (0.04, 0.08), "pca-pretraining": (0.08, 0.16),
+                    "optimisation": (0.16, 0.92), "quality": (0.92, 1.0)}
+"""Each stage of an embedding fit as a share of the whole."""
+
+
+class Task(Protocol):
+    """What an executor runs: picklable, with a ``kind``, a ``label`` for people and ``run``."""
+
+    kind: str
+
+    @property
+    def label(self) -> str: ...
+
+    def run(self, report: Report, cancel: threading.Event) -> str: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """The inputs of a task: ``open_inputs(model, data, options)``; paths must be readable by the worker."""
+
+    model: str
+    data: str
+    options: ModelOptions = field(default_factory=ModelOptions)
+
+    def open(self):
+        from ..inputs import open_inputs
+
+        return open_inputs(self.model, self.data, self.options)
+
+
+@dataclass(frozen=True)
+class EmbeddingTask:
+    """Fit (or find in the store) the parametric t-SNE of ``layer``; returns the embedding's key."""
+
+    source: Source
+    store: str
+    layer: str | None = None
+    seed: int = 0
+    config: TSNEConfig | None = None
+    device: str = "auto"
+    amp: bool | None = None
+    kind: str = field(default="embedding", init=False)
+
+    @property
+    def label(self) -> str:
+        return f"embedding of {self.layer or 'the default layer'} (seed {self.seed})"
+
+    def run(self, report: Report, cancel: threading.Event) -> str:
+        def progress(stage: str, fraction: float) -> None:
+            if cancel.is_set():
+                raise RunCancelled("the embedding fit was cancelled")
+            lo, hi = EMBEDDING_STAGES.get(stage, (0.0, 1.0))
+            report(stage, lo + (hi - lo) * fraction, None)
+
+        return _embedding(self, progress).key
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """Fine-tune PLI and its control against the embedding (``layer``, ``seed``, ``config``, found in the store
+    or fitted first) and store the run; returns the run id."""
+
+    source: Source
+    store: str
+    spec: InterventionSpec
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    layer: str | None = None
+    seed: int = 0
+    config: TSNEConfig | None = None
+    device: str = "auto"
+    amp: bool | None = None
+    kind: str = field(default="run", init=False)
+
+    @property
+    def label(self) -> str:
+        return f"fine-tuning run (λ {self.finetune.lam}, {self.finetune.epochs} epochs)"
+
+    def run(self, report: Report, cancel: threading.Event) -> str:
+        from ..pipeline import run_intervention
+
+        def embedding_progress(stage: str, fraction: float) -> None:
+            if cancel.is_set():
+                raise RunCancelled("the run was cancelled")
+            report(stage, 0.0, None)
+
+        inputs, emb = _embedding(self, embedding_progress, with_inputs=True)
+
+        def progress(p: Progress) -> None:
+            report(p.run, (0.0 if p.run == "pli" else 0.5) + p.fraction / 2, p)
+
+        return run_intervention(inputs.data, inputs.bundle, emb, self.spec, self.finetune,
+                                store=_store(self.store), progress=progress, cancel=cancel).run_id
+
+
+def _store(root: str):
+    from ..store import RunStore
+
+    return RunStore(root)
+
+
+def _embedding(task: EmbeddingTask | RunTask, progress: Callable[[str, float], None], with_inputs: bool = False):
+    from ..pipeline import prepare_embedding
+
+    inputs = task.source.open()
+    emb = prepare_embedding(inputs.data, inputs.bundle, layer=task.layer, seed=task.seed, config=task.config,
+                            store=_store(task.store), device=task.device, progress=progress, amp=task.amp)
+    return (inputs, emb) if with_inputs else emb

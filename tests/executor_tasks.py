@@ -1,0 +1,67 @@
+"""Small tasks for the executor tests; a module of its own so that spawned workers can import them."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plint_core.errors import PlintError, RunCancelled
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Logs ``start <name> <pid>`` to ``log``, then works ``seconds`` in 0.05 s steps, reporting and checking
+    cancel; returns ``name``."""
+
+    name: str
+    log: str
+    seconds: float = 0.3
+    kind: str = field(default="test", init=False)
+
+    @property
+    def label(self) -> str:
+        return f"task {self.name}"
+
+    def run(self, report, cancel: threading.Event) -> str:
+        with Path(self.log).open("a") as f:
+            f.write(f"start {self.name} {os.getpid()}\n")
+        steps = max(1, round(self.seconds / 0.05))
+        for i in range(steps):
+            if cancel.is_set():
+                raise RunCancelled(f"{self.name} cancelled")
+            time.sleep(0.05)
+            report("working", (i + 1) / steps, {"step": i + 1})
+        return self.name
+
+
+@dataclass(frozen=True)
+class Stubborn:
+    """Ignores cancel: sleeps ``seconds``."""
+
+    seconds: float = 60.0
+    kind: str = field(default="test", init=False)
+    label: str = "stubborn task"
+
+    def run(self, report, cancel) -> str:
+        report("ignoring", 0.5)
+        time.sleep(self.seconds)
+        return "finished anyway"
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Raises a PlintError (``expected``) or a ZeroDivisionError, or kills its own process (``crash``)."""
+
+    how: str
+    kind: str = field(default="test", init=False)
+    label: str = "failing task"
+
+    def run(self, report, cancel) -> str:
+        if self.how == "expected":
+            raise PlintError("the spec moves class 'cat', which the data does not have")
+        if self.how == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return str(1 / 0)

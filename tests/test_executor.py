@@ -1,0 +1,125 @@
+"""The local executor: worker processes, first in first out, progress, cancel queued and running, failures,
+and a digits run through a worker equal to one in this process."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from executor_tasks import Fail, Sleep, Stubborn
+
+from plint_core.errors import PlintError, RunCancelled
+from plint_core.runs.executor import CANCELLED, DONE, FAILED, QUEUED, RUNNING
+from plint_core.runs.local import WORKERS_ENV, LocalExecutor, default_slots
+
+
+@pytest.fixture
+def executor():
+    ex = LocalExecutor(1, threads=1, cancel_grace=1.0)
+    yield ex
+    ex.shutdown()
+
+
+def starts(log):
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_tasks_run_first_in_first_out_and_report_their_place(executor, tmp_path):
+    log = tmp_path / "log"
+    a, b, c = (executor.submit(Sleep(n, str(log), seconds=0.6 if n == "a" else 0.1)) for n in "abc")
+    assert a.state == RUNNING and (b.state, b.place) == (QUEUED, 1) and (c.state, c.place) == (QUEUED, 2)
+    assert [h.outcome() for h in (a, b, c)] == ["a", "b", "c"]
+    lines = starts(log)
+    assert [line[1] for line in lines] == ["a", "b", "c"]
+    assert len({line[2] for line in lines}) == 1, "one worker process serves task after task"
+    assert int(lines[0][2]) != __import__("os").getpid()
+    assert a.status.fraction == 1.0 and a.status.detail == {"step": 12} and a.place is None
+    assert a.seconds > 0.5 and a.where.startswith("local worker 1 (pid ")
+
+
+def test_cancel_while_queued_and_while_running(executor, tmp_path):
+    log = tmp_path / "log"
+    running = executor.submit(Sleep("long", str(log), seconds=30))
+    queued = executor.submit(Sleep("never", str(log), seconds=0.1))
+    after = executor.submit(Sleep("after", str(log), seconds=0.1))
+    queued.cancel()
+    assert queued.state == CANCELLED and after.place == 1
+    while running.status.stage != "working":
+        running.wait(0.05)
+    running.cancel()
+    assert running.wait(10) and running.state == CANCELLED
+    with pytest.raises(RunCancelled):
+        running.outcome()
+    assert after.outcome() == "after"
+    assert [line[1] for line in starts(log)] == ["long", "after"]
+
+
+def test_a_task_that_ignores_cancel_is_killed_and_its_worker_replaced(executor, tmp_path):
+    log = tmp_path / "log"
+    stubborn = executor.submit(Stubborn())
+    while stubborn.status.stage != "ignoring":
+        stubborn.wait(0.05)
+    first_pid = stubborn.where
+    stubborn.cancel()
+    assert stubborn.wait(15) and stubborn.state == CANCELLED
+    nxt = executor.submit(Sleep("next", str(log), seconds=0.1))
+    assert nxt.outcome() == "next" and nxt.where != first_pid
+
+
+def test_failures_come_back_as_one_message(executor):
+    expected = executor.submit(Fail("expected"))
+    unexpected = executor.submit(Fail("bug"))
+    crash = executor.submit(Fail("crash"))
+    for h in (expected, unexpected, crash):
+        assert h.wait(30) and h.state == FAILED
+    assert expected.error == "the spec moves class 'cat', which the data does not have"
+    assert unexpected.error.startswith("the failing task failed unexpectedly (ZeroDivisionError: division by zero)")
+    assert "stopped unexpectedly" in crash.error and "nothing of it was stored" in crash.error
+    with pytest.raises(PlintError, match="class 'cat'"):
+        expected.outcome()
+
+
+def test_workers_setting(monkeypatch):
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert default_slots() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(WORKERS_ENV, bad)
+        with pytest.raises(PlintError, match=f"{WORKERS_ENV}='{bad}' is not a number of worker processes"):
+            default_slots()
+    monkeypatch.delenv(WORKERS_ENV)
+    assert default_slots() == 1  # no GPU here
+
+
+def test_a_digits_run_in_a_worker_equals_one_in_this_process(tmp_path, digits, demo):
+    """The same spec and seed give the same stored result through a worker process as in-process."""
+    from plint_core.embedding.parametric_tsne import TSNEConfig
+    from plint_core.finetune import FinetuneConfig
+    from plint_core.intervention import separate_classes
+    from plint_core.pipeline import load_run, prepare_embedding, run_intervention
+    from plint_core.runs.tasks import RunTask, Source
+    from plint_core.store import RunStore
+
+    tsne = TSNEConfig(n_iter=60, early_exaggeration_iter=20, pca_iter=10, n_landmarks=0, hidden=(32,))
+    config = FinetuneConfig(epochs=2, seed=3, device="cpu")
+    here = RunStore(tmp_path / "here")
+    emb = prepare_embedding(digits, demo, seed=1, config=tsne, store=here, device="cpu")
+    spec = separate_classes(emb.train_xy, digits.train.labels, 3, 8, distance=emb.scale)
+    local = run_intervention(digits, demo, emb, spec, config, store=here)
+
+    ex = LocalExecutor(1, threads=1)
+    try:
+        stages = []
+        handle = ex.submit(RunTask(Source("demo", "digits"), str(tmp_path / "worker"), spec, config, seed=1,
+                                   config=tsne, device="cpu"))
+        while not handle.wait(0.1):
+            stages.append(handle.status.stage)
+        run_id = handle.outcome()
+    finally:
+        ex.shutdown()
+    assert run_id == local.run_id and handle.state == DONE
+    assert {"pli", "control"} <= set(stages)
+    remote = load_run(RunStore(tmp_path / "worker"), run_id)
+    for key in ("accuracy", "confusion", "per_class", "target_distance", "n_train", "n_moved"):
+        assert remote.result[key] == local.result[key], key
+    np.testing.assert_array_equal(remote.train_targets, local.train_targets)
+    assert json.loads((tmp_path / "worker" / "runs" / run_id / "result.json").read_text())["run_id"] == run_id
