@@ -11,28 +11,24 @@ and its coordinates come from the parametric network fitted on the real data
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
-from plint_core.data.dataset import Dataset, Split
-from plint_core.data.images import Images
+from plint_core.data.dataset import Dataset
+from plint_core.data.replicate import replicate_train
 from plint_core.device import resolve_device, set_threads
 from plint_core.inputs import Inputs, open_inputs
-from plint_core.latent_cache import cached_latents
-from plint_core.latents import LayerInfo, forward_pass, list_layers, pick_default
+from plint_core.latents import LayerInfo, list_layers, pick_default
 from plint_core.models.sources import describe
 from plint_core.models.spec import ModelBundle
-from plint_core.pipeline import Embedding, prepare_embedding
-from plint_core.store import RunStore, make_key
+from plint_core.pipeline import Embedding, prepare_embedding, project_embedding
+from plint_core.store import RunStore
 
 from .config import AppConfig
 
 StageProgress = Callable[[str, float], None]
-JITTER_STD = 0.05
-"""Standard deviation of the pixel noise added to replicated training images (images are in [0, 1])."""
 
 
 @dataclass(frozen=True)
@@ -151,66 +147,3 @@ class Project:
         if progress:
             progress("projection", 1.0)
         return projected
-
-
-@dataclass(frozen=True, eq=False)
-class JitteredCopies(Images):
-    """``n`` images: row ``r`` is ``base`` row ``r % len(base)``; rows past the first ``len(base)`` get
-    Gaussian pixel noise (``std``, drawn per row from ``seed`` and ``r``), clipped to ``[0, 1]``.
-
-    Read on demand like any :class:`~plint_core.data.images.Images`: nothing is materialised.
-    """
-
-    base: Images | None = None
-    n: int = 0
-    std: float = JITTER_STD
-    seed: int = 0
-
-    @property
-    def n_source(self) -> int:
-        return self.n
-
-    @property
-    def source_shape(self) -> tuple[int, int, int]:
-        return tuple(self.base.shape[1:])  # type: ignore[return-value]
-
-    def _read(self, source_rows: np.ndarray) -> torch.Tensor:
-        source_rows = np.asarray(source_rows, dtype=np.int64)
-        images = self.base[source_rows % len(self.base)]
-        for i in np.flatnonzero(source_rows >= len(self.base)):
-            noise = np.random.default_rng((self.seed, int(source_rows[i]))).normal(0.0, self.std, images[i].shape)
-            images[i] = np.clip(images[i] + noise.astype(np.float32), 0.0, 1.0)
-        return torch.from_numpy(images)
-
-    def _hash_source(self, h) -> None:
-        self.base.update_hash(h)
-        h.update(f"jittered:{self.n}:{self.std}:{self.seed}".encode())
-
-
-def replicate_train(data: Dataset, n_train: int, seed: int = 0) -> Dataset:
-    """``data`` with a training split of ``n_train`` points: the real rows, cycled, copies jittered
-    (:class:`JitteredCopies`). Ids are ``0..n_train-1``; the test split is unchanged."""
-    train = data.train
-    rows = np.arange(n_train) % len(train)
-    split = Split(JitteredCopies(base=train.images, n=n_train, seed=seed), train.labels[rows].copy(),
-                  np.arange(n_train, dtype=np.int64))
-    return replace(data, name=f"{data.name}×{n_train}", train=split)
-
-
-def project_embedding(base: Embedding, data: Dataset, bundle: ModelBundle, device: torch.device | str = "cpu",
-                      store: RunStore | None = None) -> Embedding:
-    """``base``'s fitted network applied to ``data`` (out-of-sample projection, no refit).
-
-    With a ``store`` the latents of ``data`` come from its latent cache
-    (:func:`plint_core.latent_cache.cached_latents`): computed once, reused by every later start.
-    """
-    if store is not None:
-        lat = cached_latents(data, bundle, base.layer, store, device=device)
-        parts = {s: (lat.latents(s), np.asarray(lat.predictions(s))) for s in ("train", "test")}
-    else:
-        parts = {s: forward_pass(bundle, data.split(s).images, base.layer, device=device) for s in ("train", "test")}
-    (train_lat, train_pred), (test_lat, test_pred) = parts["train"], parts["test"]
-    key = make_key({"kind": "projected", "base": base.key, "data": data.fingerprint()})
-    return Embedding(key, base.layer, base.seed, base.embedder, base.embedder.transform(train_lat),
-                     base.embedder.transform(test_lat), train_pred, test_pred, dict(base.quality),
-                     cache_hit=base.cache_hit)

@@ -31,6 +31,7 @@ from .store import EMBEDDING_META, RESULT, RunStore, make_key
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
 StageProgress = Callable[[str, float], None]
 
@@ -242,3 +243,22 @@ def load_run(store: RunStore, run_id: str, started: float | None = None) -> RunR
     if started is not None:
         result["seconds"] = round(time.perf_counter() - started, 3)
     return RunResult(run_id, result, d, True, table, targets, moved)
+
+
+def project_embedding(base: Embedding, data: Dataset, bundle: ModelBundle, device: torch.device | str = "cpu",
+                      store: RunStore | None = None) -> Embedding:
+    """``base``'s fitted network applied to ``data`` (out-of-sample projection, no refit).
+
+    With a ``store`` the latents of ``data`` come from its latent cache
+    (:func:`plint_core.latent_cache.cached_latents`): computed once, reused by every later start.
+    """
+    if store is not None:
+        lat = cached_latents(data, bundle, base.layer, store, device=device)
+        parts = {s: (lat.latents(s), np.asarray(lat.predictions(s))) for s in ("train", "test")}
+    else:
+        parts = {s: forward_pass(bundle, data.split(s).images, base.layer, device=device) for s in ("train", "test")}
+    (train_lat, train_pred), (test_lat, test_pred) = parts["train"], parts["test"]
+    key = make_key({"kind": "projected", "base": base.key, "data": data.fingerprint()})
+    return Embedding(key, base.layer, base.seed, base.embedder, base.embedder.transform(train_lat),
+                     base.embedder.transform(test_lat), train_pred, test_pred, dict(base.quality),
+                     cache_hit=base.cache_hit)

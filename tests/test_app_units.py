@@ -21,10 +21,10 @@ from plint_app.metrics_view import (
     per_class_table,
     spec_summary,
 )
-from plint_app.project import replicate_train
 from plint_app.scatter import PointSet, base_traces, destination_grid, marker_size
 from plint_app.scatter_view import move_target
 from plint_app.thumbnails import montage, pick
+from plint_core.data.replicate import replicate_train
 from plint_core.device import choose_threads, cpu_quota
 from plint_core.errors import PlintError, RunCancelled
 from plint_core.intervention import InterventionSpec, Move, Selection
@@ -303,7 +303,8 @@ def test_replicate_train_cycles_rows_and_keeps_test(digits):
 
 def test_replicated_rows_are_read_on_demand_and_projected_once(tmp_path, digits, demo, demo_embedding, monkeypatch):
     import plint_core.latent_cache as cache_module
-    from plint_app.project import JitteredCopies, project_embedding
+    from plint_core.data.replicate import JitteredCopies
+    from plint_core.pipeline import project_embedding
     from plint_core.store import RunStore
 
     big = replicate_train(digits, 3000)
