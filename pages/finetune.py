@@ -1,11 +1,14 @@
 """Page 3 · Fine-tune: PLI run and its CE-only control, live progress, cancel, run history."""
+import time
+from dataclasses import replace
+
 import streamlit as st
 
 from plint_app.history import history_table, run_label
-from plint_app.jobs import CANCELLED, DONE, FAILED, Job
+from plint_app.jobs import CANCELLED, DONE, FAILED, Job, Queued, relay
 from plint_app.metrics_view import spec_summary
 from plint_app.project import Project
-from plint_app.resources import embedding_job
+from plint_app.resources import embedding_job, executor
 from plint_app.session import session
 from plint_app.ui import (
     POLL_SECONDS,
@@ -18,7 +21,8 @@ from plint_app.ui import (
 )
 from plint_core.errors import PlintError
 from plint_core.finetune import FinetuneConfig, Progress, format_duration
-from plint_core.pipeline import run_intervention
+from plint_core.pipeline import RunResult, load_run, run_key
+from plint_core.runs.tasks import Outcome, RunTask
 
 DEFAULTS = FinetuneConfig()
 LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS.lr}))
@@ -55,11 +59,13 @@ def start_run(proj: Project) -> None:
         return
 
     def work(job: Job):
-        def report(p: Progress) -> None:
-            job.report(p.run, (0.0 if p.run == "pli" else 0.5) + p.fraction / 2, p)
-
-        result = run_intervention(proj.data, proj.bundle, emb, spec, config, store=proj.store, progress=report,
-                                  cancel=job.cancel_event)
+        run_id = run_key(emb, spec, config)
+        if proj.store.has_run(run_id):  # run before with these settings: read it, no worker needed
+            result = load_run(proj.store, run_id, time.perf_counter())
+        else:
+            task = RunTask(proj.source, str(proj.store.root), spec, config, layer=emb.layer, seed=emb.seed,
+                           config=proj.config.tsne, device=proj.config.device)
+            result = relay(job, executor(), task, lambda outcome: computed_run(proj, outcome))
         sess.current_run_id = result.run_id
         return result
 
@@ -77,7 +83,10 @@ def run_progress(job: Job) -> None:
     """Live progress of the running job (polled), with a cancel button."""
     report = job.progress
     p = report.detail
-    if isinstance(p, Progress):
+    if isinstance(p, Queued):
+        text = (f"Waiting for a free worker: {ordinal(p.place)} in line (runs go one after another, "
+                "first come, first served)")
+    elif isinstance(p, Progress):
         left = "" if p.seconds_left is None else f" · about {format_duration(p.seconds_left)} left"
         text = (f"{RUN_TITLES[p.run]} · epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · "
                 f"CE {p.ce:.4f} · embedding term {p.embed:.4f} · loss {p.loss:.4f}{left}")
@@ -112,6 +121,20 @@ def run_outcome(job: Job) -> None:
                    icon=":material/cancel:")
     elif job.status == FAILED:
         st.error(f"The run failed: {job.user_error()}", icon=":material/error:")
+
+
+def computed_run(proj: Project, outcome: Outcome) -> RunResult:
+    """The run a worker stored, as computed there: not a reuse unless the worker found it stored already."""
+    res = load_run(proj.store, outcome.key)
+    if outcome.cache_hit:
+        return res
+    result = dict(res.result, cache_hit=False, seconds=res.result.get("compute_seconds"))
+    result.pop("compute_seconds", None)
+    return replace(res, result=result, cache_hit=False)
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def open_run(run_id: str) -> None:

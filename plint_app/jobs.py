@@ -6,6 +6,10 @@ progress report, which a page polls (``st.fragment(run_every=...)``); the
 page never blocks. :class:`JobRegistry` shares one job per key, so two
 sessions asking for the same embedding wait on one fit.
 
+The computing itself happens in a worker process: a job's function submits a
+task to the executor and relays its place in line, progress and outcome
+(:func:`relay`), so the thread in the server only waits.
+
 At interpreter exit, running jobs are cancelled and joined (:func:`stop_all`):
 a daemon thread still inside torch when the process ends aborts it.
 """
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from plint_core.errors import PlintError, RunCancelled
+from plint_core.runs.executor import Executor
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -166,6 +171,37 @@ class JobRegistry:
                 job = Job(fn, name).start()
                 self._jobs[key] = job
             return job
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The detail of a job waiting for a worker: its ``place`` in line (1: next)."""
+
+    place: int
+
+
+RELAY_POLL_SECONDS = 0.2
+
+
+def relay(job: "Job[Any]", executor: Executor, task: Any, load: Callable[[Any], T]) -> T:
+    """Run ``task`` on ``executor`` for ``job``: report its place in line (stage ``queued``, detail
+    :class:`Queued`) and then the worker's progress, pass *Cancel* on, and return ``load(outcome)`` (the
+    result, read from the run store). A failure raises :class:`PlintError` with the worker's message."""
+    handle = executor.submit(task)
+    try:
+        while not handle.wait(RELAY_POLL_SECONDS):
+            if job.cancel_event.is_set() and not handle.cancel_asked:
+                handle.cancel()
+            place = handle.place
+            if place is not None:
+                job.report("queued", 0.0, Queued(place))
+            else:
+                status = handle.status
+                job.report(status.stage, status.fraction, status.detail)
+        return load(handle.outcome())
+    finally:
+        if not handle.wait(0):  # this thread is leaving early (the server is stopping): so is the task
+            handle.cancel()
 
 
 @atexit.register

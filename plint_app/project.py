@@ -11,7 +11,7 @@ and its coordinates come from the parametric network fitted on the real data
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -24,6 +24,7 @@ from plint_core.latents import LayerInfo, list_layers, pick_default
 from plint_core.models.sources import describe
 from plint_core.models.spec import ModelBundle
 from plint_core.pipeline import Embedding, prepare_embedding, project_embedding
+from plint_core.runs.tasks import Source
 from plint_core.store import RunStore
 
 from .config import AppConfig
@@ -61,6 +62,8 @@ class Project:
     origin: Origin | None = None
     key: str = ""
     """Identity for in-memory caches and shared jobs; see :attr:`cache_key`."""
+    source: Source | None = None
+    """How a worker process opens the same inputs (:mod:`plint_core.runs`)."""
 
     @classmethod
     def load(cls, config: AppConfig) -> "Project":
@@ -69,10 +72,11 @@ class Project:
         Also sets torch's thread count (:func:`plint_core.device.set_threads`).
         """
         inputs = open_inputs(config.model, config.data)  # the data read as the model's input, batch by batch
-        return cls._assemble(config, inputs.data, inputs.bundle)
+        return cls._assemble(config, inputs.data, inputs.bundle,
+                             source=Source(config.model, config.data, replicate=config.scale_points))
 
     @classmethod
-    def from_inputs(cls, config: AppConfig, inputs: Inputs, origin: Origin) -> "Project":
+    def from_inputs(cls, config: AppConfig, inputs: Inputs, origin: Origin, source: Source) -> "Project":
         """A session's project on a checked model and data (:func:`plint_core.inputs.open_inputs`).
 
         Its :attr:`cache_key` adds the data's and the weights' fingerprints to the
@@ -81,7 +85,9 @@ class Project:
         """
         key = json.dumps({"config": config.cache_key(), "data": inputs.data.fingerprint(),
                           "model": inputs.bundle.fingerprint}, sort_keys=True)
-        return cls._assemble(config, inputs.data, inputs.bundle, origin=origin, key=key)
+        if config.scale_points:
+            source = replace(source, replicate=config.scale_points)
+        return cls._assemble(config, inputs.data, inputs.bundle, origin=origin, key=key, source=source)
 
     @classmethod
     def _assemble(cls, config: AppConfig, base: Dataset, bundle: ModelBundle, **extra) -> "Project":

@@ -7,22 +7,25 @@ embeddings and runs, so a server restart reloads instead of refitting.
 """
 from __future__ import annotations
 
+import atexit
+from dataclasses import replace
+
 import streamlit as st
 
 from plint_core.pipeline import Embedding, RunResult, load_run
+from plint_core.runs.executor import Executor
+from plint_core.runs.local import LocalExecutor
+from plint_core.runs.tasks import EMBEDDING_STAGES, EmbeddingTask
 from plint_core.workspace import Workspace, sweep_stale
 
 from .config import AppConfig
-from .jobs import Job, JobRegistry
+from .jobs import Job, JobRegistry, relay
 from .project import Project
 
-# Share of an embedding job's progress bar given to each stage the engine reports, in order.
-EMBEDDING_STAGES = {"latents": (0.0, 0.04), "affinities": (0.04, 0.08), "pca-pretraining": (0.08, 0.16),
-                    "optimisation": (0.16, 0.92), "quality": (0.92, 0.98), "projection": (0.98, 1.0)}
 STAGE_TITLES = {"latents": "computing latent activations", "affinities": "computing neighbour affinities",
                 "pca-pretraining": "initialising the network (PCA)", "optimisation": "optimising the t-SNE",
                 "quality": "measuring embedding quality", "projection": "projecting the enlarged training set",
-                "starting": "starting"}
+                "starting": "starting", "queued": "waiting for a free worker"}
 
 
 def app_config() -> AppConfig:
@@ -61,6 +64,15 @@ def session_workspace() -> Workspace:
     return Workspace()
 
 
+@st.cache_resource(show_spinner=False)
+def executor() -> Executor:
+    """The executor of this server's long jobs (:class:`~plint_core.runs.local.LocalExecutor`: ``PLINT_WORKERS``
+    worker processes, first in, first out), shared by all sessions and shut down with the server."""
+    ex = LocalExecutor()
+    atexit.register(ex.shutdown, False)
+    return ex
+
+
 @st.cache_resource
 def embedding_jobs() -> JobRegistry:
     """The registry of embedding jobs, shared by all sessions of this server."""
@@ -80,7 +92,14 @@ def embedding_job(proj: Project, layer: str, seed: int, *, start: bool = True, r
             lo, hi = EMBEDDING_STAGES.get(stage, (0.0, 1.0))
             job.report(stage, lo + (hi - lo) * fraction)
 
-        return proj.embedding(layer, seed, progress)
+        if proj.has_stored_embedding(layer, seed) and proj.data is proj.base_data:
+            return proj.embedding(layer, seed, progress)  # only read from the store: no worker needed
+        task = EmbeddingTask(proj.source, str(proj.store.root), layer=layer, seed=seed, config=proj.config.tsne,
+                             device=proj.config.device)
+        # The worker fits (and for a replicated project computes the enlarged split's latents); this thread then
+        # reads the stored embedding and projects from the latent cache.
+        return relay(job, executor(), task,
+                     lambda outcome: replace(proj.embedding(layer, seed, progress), cache_hit=outcome.cache_hit))
 
     return registry.ensure(key, fit, name="embedding", retry=retry)
 

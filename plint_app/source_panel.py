@@ -16,6 +16,7 @@ import streamlit as st
 from plint_core.errors import PlintError
 from plint_core.inputs import Inputs
 from plint_core.models.sources import ModelOptions, available_architectures, describe
+from plint_core.runs.tasks import Source
 
 from .config import AppConfig
 from .project import Origin, Project
@@ -153,14 +154,14 @@ def path_form(config: AppConfig, sess: SessionData) -> None:
 
 
 def load(config: AppConfig, sess: SessionData, origin: Origin, fields: dict,
-         opener: Callable[[ModelOptions], Inputs]) -> bool:
+         opener: Callable[[ModelOptions], tuple[Inputs, Source]]) -> bool:
     """Open the inputs and switch the session to them; ``False`` (and an error on the page) if they are refused."""
     try:
         options = parse_options(**fields)
         with st.spinner("Loading and checking the model and the data …"):
-            inputs = opener(options)
+            inputs, source = opener(options)
             project = Project.from_inputs(config, inputs, Origin(origin.kind, origin.model, origin.data,
-                                                                 inputs.notes))
+                                                                 inputs.notes), source)
     except Exception as exc:  # noqa: BLE001 - foreign files can make torch fail in any way; the app goes on
         if isinstance(exc, PlintError):
             message = str(exc)

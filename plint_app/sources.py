@@ -5,13 +5,16 @@ paths and the options, and these functions turn them into a checked
 :class:`~plint_core.inputs.Inputs` with :func:`plint_core.inputs.open_inputs`,
 which explains every problem in a :class:`~plint_core.errors.PlintError`.
 
+Each loader returns the :class:`~plint_core.inputs.Inputs` and the
+:class:`~plint_core.runs.tasks.Source` from which a worker process opens the
+same inputs again (long jobs run there, see :mod:`plint_core.runs`).
+
 Uploads are written into the session's :class:`~plint_core.workspace.Workspace`
-(never over a file) only for as long as they are opened, and removed again
-whether the load succeeds or not. The model then lives in memory; the data is
-read on demand, from a memory map of the ``.npz`` (which stays readable after
-its file is removed, and vanishes with the session's project) or from the
-temporary folder a zip was unpacked into, removed with the project. Nothing a
-user uploads outlives the session on the server's disk.
+(never over a file). A refused upload is removed at once; an accepted one stays
+there while the session lasts, for the worker processes that fit its embedding
+and fine-tune its model, and is removed with the workspace when the session
+ends (or by the next server, after a crash). Nothing a user uploads outlives
+the session on the server's disk.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from plint_core.models.sources import (
     parse_names,
     parse_size,
 )
+from plint_core.runs.tasks import Source
 from plint_core.workspace import MAX_UPLOAD_BYTES, Workspace
 
 KINDS = {"demo": "Built-in demo", "upload": "Upload files", "path": "Paths on the server"}
@@ -74,11 +78,12 @@ def parse_options(*, arch: str | None = None, classes: str = "", input_size: str
 
 
 def load_uploads(workspace: Workspace, model: Upload | None, data: Upload | None, options: ModelOptions, *,
-                 sidecar: Upload | None = None, max_bytes: int | None = None) -> Inputs:
+                 sidecar: Upload | None = None, max_bytes: int | None = None) -> tuple[Inputs, Source]:
     """Open uploaded ``model`` (+ optional JSON ``sidecar``) and ``data`` via ``workspace``.
 
     Each upload may be at most ``max_bytes`` (default :data:`MAX_UPLOAD_BYTES`,
-    200 MiB). The saved files are removed before this returns or raises.
+    200 MiB). The saved files stay in the workspace if they are accepted (for the
+    worker processes) and are removed before this raises otherwise.
     """
     if model is None or data is None:
         raise PlintError(f"upload {'a model' if model is None else 'the data'} first, then load")
@@ -92,14 +97,17 @@ def load_uploads(workspace: Workspace, model: Upload | None, data: Upload | None
 
         model_path, data_path = save(model), save(data)
         sidecar_path = save(sidecar) if sidecar is not None else None
-        return open_inputs(model_path, data_path, options, sidecar=sidecar_path)
+        inputs = open_inputs(model_path, data_path, options, sidecar=sidecar_path)
+        saved.pop_all()  # accepted: kept for the workers until the workspace goes
+    return inputs, Source(str(model_path), str(data_path), options, str(sidecar_path) if sidecar_path else None)
 
 
-def load_paths(model: str, data: str, options: ModelOptions, *, sidecar: str = "") -> Inputs:
+def load_paths(model: str, data: str, options: ModelOptions, *, sidecar: str = "") -> tuple[Inputs, Source]:
     """Open the model and data at server paths (files are only read; ``~`` is expanded)."""
     model, data, sidecar = (model or "").strip(), (data or "").strip(), (sidecar or "").strip()
     if not model or not data:
         raise PlintError(f"give the path of {'the model' if not model else 'the data'}, then load")
-    return open_inputs(Path(model).expanduser(), Path(data).expanduser(), options,
-                       sidecar=Path(sidecar).expanduser() if sidecar else None)
+    paths = [str(Path(p).expanduser()) if p else None for p in (model, data, sidecar)]
+    inputs = open_inputs(paths[0], paths[1], options, sidecar=paths[2])
+    return inputs, Source(paths[0], paths[1], options, paths[2])
 

@@ -155,10 +155,11 @@ def run_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig
 def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec,
                      config: FinetuneConfig = FinetuneConfig(), *, store: RunStore | None = None,
                      progress: Callable[[Progress], None] | None = None,
-                     cancel: threading.Event | None = None) -> RunResult:
+                     cancel: threading.Event | None = None, executor: str = "inline") -> RunResult:
     """Fine-tune with the PLI loss and its CE-only control, evaluate both, store the run.
 
     A run with the same key already in ``store`` is loaded instead (``cache_hit``).
+    ``executor`` names what ran it in ``result.json`` (``local``, ``ray``; ``inline`` when called directly).
     """
     started = time.perf_counter()
     store = store or RunStore()
@@ -205,6 +206,7 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         "per_class": {k: e.per_class(data.class_names) for k, e in evals.items()},
         "target_distance": distance,
         "device": device.type,
+        "executor": executor,
         "precision": precision_name(autocast_dtype(device, config.amp)),
         "seconds": round(time.perf_counter() - started, 3),
         "cache_hit": False,

@@ -25,6 +25,7 @@ import plint_core.workspace as workspace_module
 from plint_app.config import AppConfig
 from plint_app.project import Origin, Project
 from plint_app.sources import load_paths, load_uploads, parse_options
+from plint_core.runs.tasks import Source
 from plint_core.errors import PlintError
 from plint_core.inputs import open_inputs
 from plint_core.models.cnn import SmallCNN
@@ -157,7 +158,7 @@ def test_upload_is_used_by_every_page_until_back_to_the_demo(sessions_dir, files
     assert "torchscript, input 1×16×16, 3 classes" in info and "class names taken from the data" in info
     assert counts(at) == (list(CLASSES), 28, 8)  # the zip's 36 images, split 80/20
     assert at.selectbox(key="w_layer").value == "output"
-    assert uploaded_files(sessions_dir) == [], "uploads are removed once read"
+    assert uploaded_files(sessions_dir) == ["cnn.pt", "fruit.zip"], "kept in the session's workspace for the workers"
     proj = own_project(at)
     demo_key = Project.load(AppConfig.from_env()).cache_key
     assert proj.cache_key != demo_key and proj.origin == Origin("upload", "cnn.pt", "fruit.zip", proj.origin.notes)
@@ -172,6 +173,7 @@ def test_upload_is_used_by_every_page_until_back_to_the_demo(sessions_dir, files
     assert any("the model has 5 outputs but there are 3 classes" in e for e in texts(at.error))
     assert own_project(at) is proj and "cnn.pt" in texts(at.info)[0]
     assert any("goes on with your previous model and data" in e for e in texts(at.error))
+    assert uploaded_files(sessions_dir) == ["cnn.pt", "fruit.zip"], "the refused upload is removed"
 
     at.switch_page("pages/embedding.py").run()
     assert not at.exception and not at.error
@@ -246,20 +248,22 @@ def test_rejected_inputs_explain_and_change_nothing(demo_app, sessions_dir, file
     at = demo_app
     path = {**files, "missing": files["folder"].parent / "missing"}
     load = upload if how == "upload" else by_path
+    before = uploaded_files(sessions_dir)  # accepted uploads of earlier tests' sessions stay while those last
     load(at, path[model], path.get(data), path.get(sidecar), **options)
     assert not at.exception
     errors = texts(at.error)
     assert any(message in e and e.startswith("Not loaded: ") for e in errors), errors
     assert own_project(at) is None and counts(at)[1:] == (1437, 360), "the demo stays loaded"
-    assert uploaded_files(sessions_dir) == [], "nothing of a rejected upload stays on disk"
+    assert uploaded_files(sessions_dir) == before, "nothing of a rejected upload stays on disk"
     assert not (files["folder"].parent / "pwned.txt").exists() and not (sessions_dir / "escape.png").exists()
 
 
 def test_upload_over_the_limit(demo_app, sessions_dir, files, monkeypatch):
     monkeypatch.setattr("plint_app.sources.MAX_UPLOAD_BYTES", 1 << 10)
+    before = uploaded_files(sessions_dir)
     upload(demo_app, files["ts"], files["zip"])
     assert any("upload 'cnn.pt' is" in e and "MiB limit" in e for e in texts(demo_app.error)), texts(demo_app.error)
-    assert own_project(demo_app) is None and uploaded_files(sessions_dir) == []
+    assert own_project(demo_app) is None and uploaded_files(sessions_dir) == before
 
 
 def test_session_end_removes_its_upload_folder(sessions_dir, files):
@@ -302,16 +306,23 @@ def test_parse_options_mirrors_the_cli():
         parse_options(classes="a")
 
 
-def test_loaders_read_then_remove_the_uploads(tmp_path, files):
+def test_accepted_uploads_stay_for_the_workers_and_refused_ones_go(tmp_path, files):
+    """An accepted upload stays in the session's workspace (worker processes open it again from its Source);
+    a refused one is removed at once; the workspace goes with the session."""
     with Workspace(tmp_path) as ws:
-        inputs = load_uploads(ws, FakeUpload(files["ts"]), FakeUpload(files["zip"]), ModelOptions())
-        assert inputs.data.class_names == CLASSES and sorted(p.name for p in ws.root.iterdir()) == [MARKER]
+        inputs, source = load_uploads(ws, FakeUpload(files["ts"]), FakeUpload(files["zip"]), ModelOptions())
+        assert inputs.data.class_names == CLASSES
+        kept = sorted(p.name for p in ws.root.iterdir())
+        assert kept == sorted([MARKER, Path(source.model).name, Path(source.data).name])
+        reopened = source.open()
+        assert reopened.bundle.fingerprint == inputs.bundle.fingerprint
+        assert reopened.data.fingerprint() == inputs.data.fingerprint()
         model = FakeUpload(files["ts"])
         with pytest.raises(PlintError, match="more than the 0 MiB limit"):
             load_uploads(ws, model, FakeUpload(files["zip"]), ModelOptions(), max_bytes=100)
-        again = load_uploads(ws, model, FakeUpload(files["zip"]), ModelOptions())  # the same upload, re-read
-        assert again.bundle.fingerprint == inputs.bundle.fingerprint
-        assert sorted(p.name for p in ws.root.iterdir()) == [MARKER]
+        assert sorted(p.name for p in ws.root.iterdir()) == kept, "a refused upload leaves nothing behind"
+        again, again_source = load_uploads(ws, model, FakeUpload(files["zip"]), ModelOptions())  # re-read
+        assert again.bundle.fingerprint == inputs.bundle.fingerprint and again_source.model != source.model
         sneaky = FakeUpload(files["ts"])
         sneaky.name = "../../data/demo_cnn.pt"
         load_uploads(ws, sneaky, FakeUpload(files["zip"]), ModelOptions())
@@ -324,9 +335,11 @@ def test_loaders_read_then_remove_the_uploads(tmp_path, files):
 def test_project_identity_and_run_history(app_runs, files):
     config = AppConfig.from_env(app_env(app_runs))
     origin = Origin("path", "cnn.pt", "fruit")
-    first = Project.from_inputs(config, open_inputs(files["ts"], files["folder"]), origin)
-    same = Project.from_inputs(config, open_inputs(files["ts"], files["folder"]), origin)
-    other = Project.from_inputs(config, open_inputs(files["ts"], files["folder"], ModelOptions(mean=(0.5,))), origin)
+    source = Source(str(files["ts"]), str(files["folder"]))
+    first = Project.from_inputs(config, open_inputs(files["ts"], files["folder"]), origin, source)
+    same = Project.from_inputs(config, open_inputs(files["ts"], files["folder"]), origin, source)
+    other = Project.from_inputs(config, open_inputs(files["ts"], files["folder"], ModelOptions(mean=(0.5,))), origin,
+                                Source(str(files["ts"]), str(files["folder"]), ModelOptions(mean=(0.5,))))
     assert first.cache_key == same.cache_key != other.cache_key != config.cache_key()
     run = {"data": "fruit", "model": str(files["ts"]), "classes": list(CLASSES)}
     assert first.owns_run(run) and not first.owns_run({**run, "data": "digits", "model": "demo"})

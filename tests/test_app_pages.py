@@ -244,6 +244,8 @@ def test_finetune_run_progress_result_and_cache_hit(app_environment, stored_run)
     assert job.wait(300) and job.status == "done", job.user_error()
     at.run()
     assert not job.result.cache_hit and any("finished in" in s for s in texts(at.success))
+    assert job.result.result["executor"] == "local", "fine-tuned in a worker process, not in the server"
+    assert job.result.result["seconds"] > 0 and "compute_seconds" not in job.result.result
     assert [m.label for m in at.metric] == ["Test accuracy before", "After PLI fine-tuning", "Control (CE only)"]
     history = at.dataframe[0].value
     assert job.result.run_id in set(history["run id"]) and stored_run.run_id in set(history["run id"])

@@ -113,13 +113,15 @@ def test_a_digits_run_in_a_worker_equals_one_in_this_process(tmp_path, digits, d
                                    config=tsne, device="cpu"))
         while not handle.wait(0.1):
             stages.append(handle.status.stage)
-        run_id = handle.outcome()
+        outcome = handle.outcome()
     finally:
         ex.shutdown()
-    assert run_id == local.run_id and handle.state == DONE
+    run_id = outcome.key
+    assert run_id == local.run_id and handle.state == DONE and not outcome.cache_hit
     assert {"pli", "control"} <= set(stages)
     remote = load_run(RunStore(tmp_path / "worker"), run_id)
     for key in ("accuracy", "confusion", "per_class", "target_distance", "n_train", "n_moved"):
         assert remote.result[key] == local.result[key], key
+    assert (remote.result["executor"], local.result["executor"]) == ("local", "inline")
     np.testing.assert_array_equal(remote.train_targets, local.train_targets)
     assert json.loads((tmp_path / "worker" / "runs" / run_id / "result.json").read_text())["run_id"] == run_id

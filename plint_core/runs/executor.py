@@ -2,8 +2,9 @@
 
 An :class:`Executor` takes a :class:`~plint_core.runs.tasks.Task` and returns a
 :class:`Handle` at once. The handle says where the task stands (queued, with
-its place in line; running, with the latest progress report; done, with the
-key of what it stored; failed, with one message; cancelled), and cancels it.
+its place in line; running, with the latest progress report; done, with what
+the task returned (small: the key of what it stored); failed, with one message;
+cancelled), and cancels it.
 Whatever runs the task (a local worker process, a Ray task) reports through
 the handle's ``_``-methods; callers only read it and call :meth:`Handle.cancel`.
 """
@@ -37,7 +38,7 @@ class Handle:
         self.task = task
         self.executor = executor
         self.state = QUEUED
-        self.key: str | None = None
+        self.result: Any = None
         self.error: str | None = None
         self.submitted = time.time()
         self.started: float | None = None
@@ -83,14 +84,14 @@ class Handle:
         """Block until the task has finished; ``True`` if it has."""
         return self._done.wait(timeout)
 
-    def outcome(self) -> str:
-        """The key of what the task stored; raises :class:`~plint_core.errors.PlintError` (failed) or
-        :class:`~plint_core.errors.RunCancelled`."""
+    def outcome(self) -> Any:
+        """What the task returned, once it has finished; raises :class:`~plint_core.errors.PlintError` (failed)
+        or :class:`~plint_core.errors.RunCancelled`."""
         from ..errors import PlintError, RunCancelled
 
         self.wait()
         if self.state == DONE:
-            return self.key
+            return self.result
         if self.state == CANCELLED:
             raise RunCancelled(f"the {self.task.label} was cancelled")
         raise PlintError(self.error or f"the {self.task.label} failed")
@@ -105,9 +106,9 @@ class Handle:
             self.state, self.started, self.where = RUNNING, time.time(), where
             self._status = Status("starting", 0.0)
 
-    def _finish(self, state: str, key: str | None = None, error: str | None = None) -> None:
+    def _finish(self, state: str, result: Any = None, error: str | None = None) -> None:
         with self._lock:
-            self.state, self.key, self.error, self.finished = state, key, error, time.time()
+            self.state, self.result, self.error, self.finished = state, result, error, time.time()
             if state == DONE:
                 self._status = Status("done", 1.0, self._status.detail)
         self._done.set()

@@ -12,10 +12,12 @@ Cancelling a queued task withdraws it. A running one is asked to stop at its
 next step; if it has not stopped after :data:`CANCEL_GRACE_SECONDS` its process
 is killed and replaced. Either way nothing partial is stored: the run store
 publishes a result only when it is complete. A worker whose parent dies exits
-at once.
+at once; :meth:`LocalExecutor.shutdown` (registered at exit by its users)
+ends the workers with their parent.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -81,7 +83,7 @@ class _Slot:
         if self.executor.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(self.index % self.executor.gpus)
         self.process = ctx.Process(target=_worker_main, args=(commands_recv, events_send, self.executor.threads, env),
-                                   name=f"plint-worker-{self.index}", daemon=True)
+                                   name=f"plint-worker-{self.index}")  # not a daemon: it may start loader workers
         self.process.start()
         commands_recv.close()
         events_send.close()
@@ -155,7 +157,7 @@ class _Slot:
         if handle is None:
             return
         if kind == "done":
-            handle._finish(DONE, key=value)
+            handle._finish(DONE, result=value)
         elif kind == "cancelled" or (kind == "died" and handle.cancel_asked):
             handle._finish(CANCELLED)
         elif kind == "failed":
@@ -190,6 +192,8 @@ class LocalExecutor(Executor):
         self._closed = False
 
     def submit(self, task: Any) -> Handle:
+        if dataclasses.is_dataclass(task) and any(f.name == "executor" for f in dataclasses.fields(task)):
+            task = dataclasses.replace(task, executor=self.name)  # recorded with the result
         handle = Handle(task, self)
         with self._lock:
             if self._closed:
@@ -302,7 +306,7 @@ def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
         try:
             if cancel.is_set():
                 raise RunCancelled("cancelled before it started")
-            key = task.run(report, cancel)
+            result = task.run(report, cancel)
         except RunCancelled:
             send("cancelled", task_id)
         except PlintError as exc:
@@ -312,6 +316,6 @@ def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
             send("failed", task_id, f"the {task.label} failed unexpectedly ({type(exc).__name__}: {exc}). Try "
                                     "again; if it keeps failing, report it with the server log.")
         else:
-            send("done", task_id, key)
+            send("done", task_id, result)
         finally:
             current["id"] = None
