@@ -84,8 +84,7 @@ def run_progress(job: Job) -> None:
     report = job.progress
     p = report.detail
     if isinstance(p, Queued):
-        text = (f"Waiting for a free worker: {ordinal(p.place)} in line (runs go one after another, "
-                "first come, first served)")
+        text = f"Waiting for a free worker: {p.in_line()} (runs go one after another, first come, first served)"
     elif isinstance(p, Progress):
         left = "" if p.seconds_left is None else f" · about {format_duration(p.seconds_left)} left"
         text = (f"{RUN_TITLES[p.run]} · epoch {p.epoch}/{p.epochs} · step {p.step}/{p.steps} · "
@@ -131,10 +130,6 @@ def computed_run(proj: Project, outcome: Outcome) -> RunResult:
     result = dict(res.result, cache_hit=False, seconds=res.result.get("compute_seconds"))
     result.pop("compute_seconds", None)
     return replace(res, result=result, cache_hit=False)
-
-
-def ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def open_run(run_id: str) -> None:

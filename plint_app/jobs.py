@@ -179,6 +179,12 @@ class Queued:
 
     place: int
 
+    def in_line(self) -> str:
+        """``1st in line``, ``2nd in line``, …"""
+        n = self.place
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"{n}{suffix} in line"
+
 
 RELAY_POLL_SECONDS = 0.2
 

@@ -11,7 +11,7 @@ import torch
 from plint_core.errors import PlintError
 from plint_core.pipeline import Embedding
 
-from .jobs import DONE, FAILED, Job
+from .jobs import DONE, FAILED, Job, Queued
 from .project import Project
 from .resources import STAGE_TITLES, embedding_job, project
 
@@ -69,6 +69,10 @@ def device_label() -> str:
 def show_embedding_progress(job: Job) -> None:
     """A progress bar for an embedding job."""
     report = job.progress
+    if isinstance(report.detail, Queued):
+        st.progress(0.0, text=f"Embedding: waiting for a free worker, {report.detail.in_line()} "
+                              f"({job.seconds:.0f} s)")
+        return
     stage = STAGE_TITLES.get(report.stage, report.stage)
     st.progress(report.fraction, text=f"Embedding: {stage} … {report.fraction:.0%} ({job.seconds:.0f} s)")
 

@@ -125,3 +125,28 @@ def test_a_digits_run_in_a_worker_equals_one_in_this_process(tmp_path, digits, d
     assert (remote.result["executor"], local.result["executor"]) == ("local", "inline")
     np.testing.assert_array_equal(remote.train_targets, local.train_targets)
     assert json.loads((tmp_path / "worker" / "runs" / run_id / "result.json").read_text())["run_id"] == run_id
+
+
+def test_an_app_job_relays_place_progress_cancel_and_outcome(executor, tmp_path):
+    """The server thread of an app job only relays: its place in line while queued, the worker's progress, a
+    cancel from the page, and the loaded outcome."""
+    from plint_app.jobs import CANCELLED as JOB_CANCELLED
+    from plint_app.jobs import DONE as JOB_DONE
+    from plint_app.jobs import Job, Queued, relay
+
+    log = tmp_path / "log"
+    blocker = executor.submit(Sleep("blocker", str(log), seconds=1.5))
+    waiting = Job(lambda job: relay(job, executor, Sleep("second", str(log), seconds=0.3), str.upper)).start()
+    doomed = Job(lambda job: relay(job, executor, Sleep("third", str(log), seconds=0.3), str.upper)).start()
+    seen = set()
+    while blocker.running:
+        for job in (waiting, doomed):
+            if isinstance(job.progress.detail, Queued):
+                seen.add((job is doomed, job.progress.detail.in_line()))
+        blocker.wait(0.05)
+    assert {(False, "1st in line"), (True, "2nd in line")} <= seen
+    doomed.cancel()
+    assert waiting.wait(30) and waiting.status == JOB_DONE and waiting.result == "SECOND"
+    assert doomed.wait(30) and doomed.status == JOB_CANCELLED
+    assert [line[1] for line in starts(log)] in (["blocker", "second"], ["blocker", "second", "third"])
+    assert Queued(11).in_line() == "11th in line" and Queued(22).in_line() == "22nd in line"
