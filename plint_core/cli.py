@@ -10,17 +10,19 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from .atomic import write_atomic, write_json_atomic
 from .data.loader import WORKERS_ENV
 from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .errors import PlintError, RunCancelled
-from .finetune import FinetuneConfig, format_duration
+from .finetune import FinetuneConfig, Progress, format_duration
 from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
@@ -28,7 +30,10 @@ from .latents import list_layers, pick_default, resolve_layer
 from .models.sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
 from .models.training import TrainConfig, train_classifier
 from .models.weights import save_model
-from .pipeline import prepare_embedding, run_intervention
+from .pipeline import load_embedding, load_run
+from .runs.executor import Status
+from .runs.local import LocalExecutor
+from .runs.tasks import EmbeddingTask, Outcome, RunTask, Source
 from .store import DEFAULT_ROOT, RunStore
 
 
@@ -178,6 +183,8 @@ def _log_notes(inputs) -> None:
 
 
 def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
+    """Check the inputs here (errors stay one line), then fit or find the embedding in a worker process; the
+    embedding as stored, and whether it was there already."""
     inputs = open_inputs(a.model, a.data, _model_options(a))
     data, bundle = inputs.data, inputs.bundle
     # Checked before anything is printed, so that these errors stay one line.
@@ -186,11 +193,43 @@ def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
         spec.groups(data.train.labels, data.train.ids, data.class_names)
     _log_notes(inputs)
     if a.workers is not None:
-        os.environ[WORKERS_ENV] = str(a.workers)
-    emb = prepare_embedding(data, bundle, layer=a.layer, seed=a.seed, store=RunStore(a.runs_dir), device=a.device,
-                            amp=a.amp,
-                            progress=lambda stage, f: _log(f"{stage}: {f:.0%}") if f in (0.0, 1.0) else None)
-    return data, bundle, emb
+        os.environ[WORKERS_ENV] = str(a.workers)  # read by the worker process it is passed on to
+    task = EmbeddingTask(_source(a), str(a.runs_dir), layer=a.layer, seed=a.seed, device=a.device, amp=a.amp)
+    outcome = _execute(task, _stage_printer())
+    emb = load_embedding(RunStore(a.runs_dir), outcome.key)
+    return data, bundle, replace(emb, cache_hit=outcome.cache_hit)
+
+
+def _source(a: argparse.Namespace) -> Source:
+    return Source(str(a.model), str(a.data), _model_options(a))
+
+
+def _stage_printer():
+    last = [None]
+
+    def show(status: Status) -> None:
+        if status.stage != last[0] and status.stage not in ("queued", "starting", "done"):
+            last[0] = status.stage
+            _log(f"{status.stage}: {status.fraction:.0%}")
+
+    return show
+
+
+def _execute(task, show) -> Outcome:
+    """Run ``task`` in a worker process, as the app does (:mod:`plint_core.runs`), showing its reports; Ctrl-C
+    cancels it (nothing half-written is kept)."""
+    executor = LocalExecutor(1, threads=torch.get_num_threads())
+    handle = executor.submit(task)
+    try:
+        while not handle.wait(0.25):
+            show(handle.status)
+        show(handle.status)
+        return handle.outcome()
+    except KeyboardInterrupt:
+        handle.cancel()
+        raise
+    finally:
+        executor.shutdown()
 
 
 def cmd_embed(a: argparse.Namespace) -> None:
@@ -228,22 +267,30 @@ def cmd_run(a: argparse.Namespace) -> None:
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                             train_points=a.train_points, device=a.device, amp=a.amp, workers=a.workers)
     data, bundle, emb = _embedding(a, spec)
-    last = [0.0]
+    last = [0.0, None]
 
-    def report(p) -> None:
-        now = time.perf_counter()
+    def report(status: Status) -> None:
+        p, now = status.detail, time.perf_counter()
+        if not isinstance(p, Progress) or (p.step, p.run) == last[1]:
+            return
         if p.step == p.steps or now - last[0] > 5:
-            last[0] = now
+            last[0], last[1] = now, (p.step, p.run)
             left = "" if p.seconds_left is None else f", about {format_duration(p.seconds_left)} left"
             _log(f"{p.run} epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps}: ce {p.ce:.4f} embed {p.embed:.4f}"
                  f"{left}")
 
-    res = run_intervention(data, bundle, emb, spec, config, store=RunStore(a.runs_dir), progress=report)
-    result = dict(res.result, seconds=round(time.perf_counter() - started, 3), run_dir=str(res.directory))
+    store = RunStore(a.runs_dir)
+    outcome = _execute(RunTask(_source(a), str(a.runs_dir), spec, config, layer=emb.layer, seed=a.seed,
+                               device=a.device, amp=a.amp), report)
+    res = load_run(store, outcome.key)
+    result = dict(res.result, cache_hit=outcome.cache_hit, seconds=round(time.perf_counter() - started, 3),
+                  run_dir=str(res.directory))
+    if not outcome.cache_hit:
+        result.pop("compute_seconds", None)
     write_json_atomic(Path(a.out) / "result.json", result)
     acc = result["accuracy"]
     _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "
-         f"wrote {a.out}/result.json{' (cached run)' if res.cache_hit else ''}")
+         f"wrote {a.out}/result.json{' (cached run)' if outcome.cache_hit else ''}")
 
 
 def cmd_runs(a: argparse.Namespace) -> None:

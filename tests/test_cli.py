@@ -65,11 +65,15 @@ def test_run_then_run_again_is_a_cache_hit(embedded):
         assert set(result[key]) == {"before", "after", "control"}
     assert {"device", "seconds", "cache_hit", "run_id"} <= set(result)
     assert result["cache_hit"] is False and result["device"] == "cpu"
+    assert result["executor"] == "local" and "compute_seconds" not in result  # computed in a worker process
+    assert "pli epoch " in first.stderr and "(cached run)" not in first.stderr, "the worker's progress is shown"
+    assert "done:" not in first.stderr
     assert np.asarray(result["confusion"]["after"]).sum() == 360
     assert result["n_moved"] == len(ids)
     second = cli(*args, "--out", str(base / "r2"))
     again = json.loads((base / "r2" / "result.json").read_text())
     assert second.returncode == 0 and again["cache_hit"] is True and again["run_id"] == result["run_id"]
+    assert "(cached run)" in second.stderr
     assert again["accuracy"] == result["accuracy"]
     listed = cli("runs", "list", "--runs-dir", str(runs))
     assert result["run_id"] in listed.stdout
