@@ -150,3 +150,49 @@ def test_an_app_job_relays_place_progress_cancel_and_outcome(executor, tmp_path)
     assert doomed.wait(30) and doomed.status == JOB_CANCELLED
     assert [line[1] for line in starts(log)] in (["blocker", "second"], ["blocker", "second", "third"])
     assert Queued(11).in_line() == "11th in line" and Queued(22).in_line() == "22nd in line"
+
+
+KILLED_PARENT = """
+import sys, time
+from plint_core.runs.local import LocalExecutor
+from executor_tasks import Sleep
+ex = LocalExecutor(1, threads=1)
+handle = ex.submit(Sleep("doomed", sys.argv[1], seconds=120))
+while handle.status.stage != "working":
+    time.sleep(0.05)
+print(handle.where, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_parent_takes_its_worker_with_it(tmp_path):
+    """SIGKILL of the process holding the executor (the app's server): its worker notices and exits at once,
+    rather than finishing a job nobody will read."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(tmp_path / "log")], stdout=subprocess.PIPE,
+                            text=True, cwd=tests.parent, env={**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}"})
+    try:
+        line = proc.stdout.readline()
+        worker = int(re.search(r"pid (\d+)", line).group(1))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        def alive() -> bool:  # an exited child of the killed parent may linger as a zombie until reaped
+            try:
+                return "State:\tZ" not in Path(f"/proc/{worker}/status").read_text()
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 10
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(), "the worker outlived its killed parent"
+    finally:
+        proc.kill()
