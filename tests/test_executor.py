@@ -196,3 +196,16 @@ def test_a_killed_parent_takes_its_worker_with_it(tmp_path):
         assert not alive(), "the worker outlived its killed parent"
     finally:
         proc.kill()
+
+
+def test_workers_run_below_the_servers_cpu_priority(executor, tmp_path):
+    import os
+
+    from plint_core.runs.local import WORKER_NICENESS
+
+    handle = executor.submit(Sleep("nice", str(tmp_path / "log"), seconds=0.5))
+    while handle.status.stage != "working":
+        handle.wait(0.05)
+    pid = int(handle.where.rsplit("pid ", 1)[1].rstrip(")"))
+    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS
+    assert handle.outcome() == "nice"

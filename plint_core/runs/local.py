@@ -4,8 +4,9 @@
 default one, or one per GPU). A task waits in line until a slot is free, then
 runs in that slot's process: a fresh interpreter (``spawn``) that imports
 torch once and serves task after task, with the CPU threads its slot is worth
-(:func:`plint_core.data.loader.usable_cores` divided by the slots) and, with
-several GPUs, one GPU of its own. Progress reports come back over a pipe,
+(:func:`plint_core.data.loader.usable_cores` divided by the slots), at a lower
+CPU priority than the web server (:data:`WORKER_NICENESS`) and, with several
+GPUs, one GPU of its own. Progress reports come back over a pipe,
 at most a few per second.
 
 Cancelling a queued task withdraws it. A running one is asked to stop at its
@@ -39,6 +40,8 @@ WORKERS_ENV = "PLINT_WORKERS"
 CANCEL_GRACE_SECONDS = 20.0
 """How long a running task may take to stop after *Cancel* before its process is killed."""
 REPORT_EVERY_SECONDS = 0.2
+WORKER_NICENESS = 10
+"""Workers run at this lower CPU priority (``nice``), so that the web server's reruns come first."""
 log = logging.getLogger(__name__)
 
 
@@ -260,6 +263,10 @@ def _gpu_count() -> int:
 # ---------------------------------------------------------------------- in the worker process
 def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
     os.environ.update(env)
+    try:  # below the web server: a page stays responsive while a worker keeps every core busy
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
     from ..device import set_threads
 
     set_threads(threads)
