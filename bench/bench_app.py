@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plint_app.serve import GROUP_BOX_JS, SELECTION_TEXT_JS, launch_chromium, start_streamlit  # noqa: E402
+from plint_app.serve import SELECTION_TEXT_JS, launch_chromium, selection_round_trip, start_streamlit  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -70,19 +70,7 @@ def round_trips(page, repeats: int) -> list[float]:
     """Seconds from mouse-up to the new selection count, for ``repeats`` box selections."""
     times = []
     for i in range(repeats):
-        box = page.wait_for_function(GROUP_BOX_JS, arg=BOX_GROUPS[i % 2], timeout=30_000).json_value()
-        before = page.evaluate(SELECTION_TEXT_JS)
-        x0, y0, x1, y1 = box
-        page.mouse.move(x0, y0)
-        page.mouse.down()
-        page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=6)
-        page.mouse.move(x1, y1, steps=6)
-        t = time.perf_counter()
-        page.mouse.up()
-        page.wait_for_function(f"(before) => {{ const now = ({SELECTION_TEXT_JS})(); "
-                               f"return now !== null && now !== before && now !== '0'; }}", arg=before,
-                               timeout=60_000, polling="raf")
-        times.append(time.perf_counter() - t)
+        times.append(selection_round_trip(page, BOX_GROUPS[i % 2]))
         time.sleep(0.3)
     return times
 

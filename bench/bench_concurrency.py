@@ -37,7 +37,14 @@ from pathlib import Path
 
 from common import OUT, QUICK_TSNE, machine, print_table, write_json  # also puts the repo on sys.path
 
-from plint_app.serve import GROUP_BOX_JS, SELECTION_TEXT_JS, drag, launch_chromium, start_streamlit
+from plint_app.serve import (
+    GROUP_BOX_JS,
+    SELECTION_TEXT_JS,
+    drag,
+    launch_chromium,
+    selection_round_trip,
+    start_streamlit,
+)
 
 VIEWPORT = {"width": 1400, "height": 1000}
 CLASSES = ("0", "1", "2", "3")
@@ -81,23 +88,6 @@ def env_for(runs: Path, tsne: dict) -> dict[str, str]:
 def open_page(page, title: str) -> None:
     page.get_by_role("link", name=title).first.click()
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
-
-
-def select_box(page, group: str) -> float:
-    """Box-select ``group`` with the mouse; seconds from mouse-up to the new selection count."""
-    box = page.wait_for_function(GROUP_BOX_JS, arg=group, timeout=60_000).json_value()
-    before = page.evaluate(SELECTION_TEXT_JS)
-    x0, y0, x1, y1 = box
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=6)
-    page.mouse.move(x1, y1, steps=6)
-    t = time.perf_counter()
-    page.mouse.up()
-    page.wait_for_function(f"(before) => {{ const now = ({SELECTION_TEXT_JS})(); "
-                           f"return now !== null && now !== before && now !== '0'; }}", arg=before,
-                           timeout=120_000, polling="raf")
-    return time.perf_counter() - t
 
 
 def commit_move(page, group: str, dx: float) -> None:
@@ -161,7 +151,7 @@ def round_of(pages: list, epochs: int, seeds: list[int], timeout: float, spectat
     during = []
     if spectator is not None:
         for i in range(selections):
-            during.append(select_box(spectator, SPECTATOR_BOXES[i % 2]))
+            during.append(selection_round_trip(spectator, SPECTATOR_BOXES[i % 2]))
             time.sleep(0.3)
     finished = wait_outcomes(pages, before, started, timeout)
     total = None if any(f is None for f in finished) else max(finished)
@@ -193,7 +183,7 @@ def main() -> None:
                     open_page(page, "Fine-tune")
                 open_page(spectator, "Embedding & interventions")
                 spectator.wait_for_function(CHART_READY_JS, timeout=120_000, polling="raf")
-                idle = [select_box(spectator, SPECTATOR_BOXES[i % 2]) for i in range(a.selections)]
+                idle = [selection_round_trip(spectator, SPECTATOR_BOXES[i % 2]) for i in range(a.selections)]
                 print(f"spectator idle selections: {[round(t, 3) for t in idle]}", flush=True)
                 rounds = {"warm-up": round_of(users[:1], a.epochs, [1], a.timeout)}  # the worker starts (torch import)
                 rounds["alone"] = round_of(users[:1], a.epochs, [101], a.timeout)

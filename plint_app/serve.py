@@ -99,3 +99,24 @@ def drag(page, box: list[float], steps: int = 6) -> None:
     page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=steps)
     page.mouse.move(x1, y1, steps=steps)
     page.mouse.up()
+
+
+def selection_round_trip(page, group: str, timeout_ms: int = 60_000) -> float:
+    """Box-select ``group``'s points with the mouse; seconds from mouse-up to the page showing a new selection
+    count (what a user waits for)."""
+    import time
+
+    box = page.wait_for_function(GROUP_BOX_JS, arg=group, timeout=timeout_ms).json_value()
+    before = page.evaluate(SELECTION_TEXT_JS)
+    x0, y0, x1, y1 = box
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=6)
+    page.mouse.move(x1, y1, steps=6)
+    started = time.perf_counter()
+    page.mouse.up()
+    page.wait_for_function(f"(before) => {{ const now = ({SELECTION_TEXT_JS})(); "
+                           f"return now !== null && now !== before && now !== '0'; }}", arg=before,
+                           timeout=timeout_ms, polling="raf")
+    return time.perf_counter() - started
+

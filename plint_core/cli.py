@@ -205,25 +205,28 @@ def _source(a: argparse.Namespace) -> Source:
 
 
 def _stage_printer():
+    """Logs ``<stage>: 0%`` when a stage of the embedding begins and ``<stage>: 100%`` when it ends."""
     last = [None]
 
     def show(status: Status) -> None:
-        if status.stage != last[0] and status.stage not in ("queued", "starting", "done"):
-            last[0] = status.stage
-            _log(f"{status.stage}: {status.fraction:.0%}")
+        if status.stage == last[0] or status.stage in ("queued", "starting"):
+            return
+        if last[0] is not None:
+            _log(f"{last[0]}: 100%")
+        if status.stage != "done":
+            _log(f"{status.stage}: 0%")
+        last[0] = status.stage
 
     return show
 
 
-def _execute(task, show) -> Outcome:
-    """Run ``task`` in a worker process, as the app does (:mod:`plint_core.runs`), showing its reports; Ctrl-C
-    cancels it (nothing half-written is kept)."""
+def _execute(task, show: Callable[[Status], None]) -> Outcome:
+    """Run ``task`` in a worker process, as the app does (:mod:`plint_core.runs`), showing each of its reports;
+    Ctrl-C cancels it (nothing half-written is kept)."""
     executor = LocalExecutor(1, threads=torch.get_num_threads())
-    handle = executor.submit(task)
+    handle = executor.submit(task, on_report=show)
     try:
-        while not handle.wait(0.25):
-            show(handle.status)
-        show(handle.status)
+        handle.wait()
         return handle.outcome()
     except KeyboardInterrupt:
         handle.cancel()
@@ -267,14 +270,14 @@ def cmd_run(a: argparse.Namespace) -> None:
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                             train_points=a.train_points, device=a.device, amp=a.amp, workers=a.workers)
     data, bundle, emb = _embedding(a, spec)
-    last = [0.0, None]
+    last = [0.0]
 
     def report(status: Status) -> None:
         p, now = status.detail, time.perf_counter()
-        if not isinstance(p, Progress) or (p.step, p.run) == last[1]:
+        if not isinstance(p, Progress):
             return
         if p.step == p.steps or now - last[0] > 5:
-            last[0], last[1] = now, (p.step, p.run)
+            last[0] = now
             left = "" if p.seconds_left is None else f", about {format_duration(p.seconds_left)} left"
             _log(f"{p.run} epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps}: ce {p.ce:.4f} embed {p.embed:.4f}"
                  f"{left}")

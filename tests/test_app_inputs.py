@@ -34,7 +34,7 @@ from plint_core.workspace import Workspace
 
 pytest_plugins = ("app_fixtures",)  # app_runs: the demo's embedding, fitted once per test session
 
-TIMEOUT = 60
+TIMEOUT = 300  # a liveness bound, not a timing: the fit runs in a worker process that first imports torch
 TEST_SESSION = "test session id"  # AppTest's session id, shared by every AppTest in the process
 MARKER = ".plint-workspace"
 

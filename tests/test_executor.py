@@ -26,7 +26,9 @@ def starts(log):
 
 def test_tasks_run_first_in_first_out_and_report_their_place(executor, tmp_path):
     log = tmp_path / "log"
-    a, b, c = (executor.submit(Sleep(n, str(log), seconds=0.6 if n == "a" else 0.1)) for n in "abc")
+    reports = []
+    a = executor.submit(Sleep("a", str(log), seconds=0.6), on_report=reports.append)
+    b, c = (executor.submit(Sleep(n, str(log), seconds=0.1)) for n in "bc")
     assert a.state == RUNNING and (b.state, b.place) == (QUEUED, 1) and (c.state, c.place) == (QUEUED, 2)
     assert [h.outcome() for h in (a, b, c)] == ["a", "b", "c"]
     lines = starts(log)
@@ -35,6 +37,8 @@ def test_tasks_run_first_in_first_out_and_report_their_place(executor, tmp_path)
     assert int(lines[0][2]) != __import__("os").getpid()
     assert a.status.fraction == 1.0 and a.status.detail == {"step": 12} and a.place is None
     assert a.seconds > 0.5 and a.where.startswith("local worker 1 (pid ")
+    # every report reaches on_report (at most five a second, the first and the last always)
+    assert reports[0].stage == "working" and reports[-1].fraction == 1.0 and 2 <= len(reports) <= 12
 
 
 def test_cancel_while_queued_and_while_running(executor, tmp_path):

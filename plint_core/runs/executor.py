@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "Executor", "Handle", "Status"]
 
@@ -34,9 +34,10 @@ class Status:
 class Handle:
     """A submitted task, as its executor sees it (thread-safe)."""
 
-    def __init__(self, task: Any, executor: "Executor"):
+    def __init__(self, task: Any, executor: "Executor", on_report: Callable[[Status], None] | None = None):
         self.task = task
         self.executor = executor
+        self._on_report = on_report
         self.state = QUEUED
         self.result: Any = None
         self.error: str | None = None
@@ -98,8 +99,11 @@ class Handle:
 
     # ---------------------------------------------------------------- written by executors
     def _report(self, stage: str, fraction: float, detail: Any = None) -> None:
+        status = Status(stage, min(max(float(fraction), 0.0), 1.0), detail)
         with self._lock:
-            self._status = Status(stage, min(max(float(fraction), 0.0), 1.0), detail)
+            self._status = status
+        if self._on_report is not None:
+            self._on_report(status)
 
     def _start(self, where: str) -> None:
         with self._lock:
@@ -120,7 +124,8 @@ class Executor:
 
     name = "executor"
 
-    def submit(self, task: Any) -> Handle:
+    def submit(self, task: Any, on_report: Callable[[Status], None] | None = None) -> Handle:
+        """Queue ``task``; ``on_report(status)`` is called (from the executor's thread) with every report."""
         raise NotImplementedError
 
     def cancel(self, handle: Handle) -> None:

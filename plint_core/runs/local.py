@@ -28,10 +28,10 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import PlintError, RunCancelled
-from .executor import CANCELLED, DONE, FAILED, FINISHED, Executor, Handle
+from .executor import CANCELLED, DONE, FAILED, FINISHED, Executor, Handle, Status
 
 __all__ = ["CANCEL_GRACE_SECONDS", "WORKERS_ENV", "LocalExecutor", "default_slots"]
 
@@ -194,10 +194,10 @@ class LocalExecutor(Executor):
         self._ids = itertools.count(1)
         self._closed = False
 
-    def submit(self, task: Any) -> Handle:
+    def submit(self, task: Any, on_report: Callable[[Status], None] | None = None) -> Handle:
         if dataclasses.is_dataclass(task) and any(f.name == "executor" for f in dataclasses.fields(task)):
             task = dataclasses.replace(task, executor=self.name)  # recorded with the result
-        handle = Handle(task, self)
+        handle = Handle(task, self, on_report)
         with self._lock:
             if self._closed:
                 raise PlintError("the executor has been shut down")
