@@ -25,7 +25,6 @@ import time
 T0 = time.perf_counter()
 
 import argparse  # noqa: E402
-import functools  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -85,12 +84,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="the commands' --threads (0: automatic, as for a user)")
     ap.add_argument("--quick", action="store_true", help="small t-SNE config and 2 epochs: a smoke run")
     a = ap.parse_args()
-    if a.quick:  # the CLI has no t-SNE option; give its prepare_embedding a small config
-        cli.prepare_embedding = functools.partial(cli.prepare_embedding, config=QUICK_TSNE)
     print(f"{machine()}; digits demo, {'QUICK: small t-SNE, 2 epochs' if a.quick else 'engine defaults'}", flush=True)
     with tempfile.TemporaryDirectory() as d:
         common = ["--data", "digits", "--model", "demo", "--device", "cpu", "--runs-dir", f"{d}/runs",
-                  "--threads", str(a.threads)]
+                  "--threads", str(a.threads), *(["--tsne-config", json.dumps(QUICK_TSNE.to_dict())] if a.quick else [])]
         spec = Path(d) / "spec.json"
         spec.write_text(json.dumps(SPEC))
         embed_rows, embed_s = timed_command(["embed", *common, "--out", f"{d}/emb"], EMBED_STAGES)

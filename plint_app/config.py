@@ -67,19 +67,7 @@ class AppConfig:
 
 
 def _tsne_config(text: str) -> TSNEConfig:
-    if not text.strip():
-        return TSNEConfig()
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlintError(f"PLINT_TSNE_CONFIG is not valid JSON ({exc.msg}): give an object such as "
-                         '{"n_iter": 500}') from exc
-    if not isinstance(overrides, dict):
-        raise PlintError('PLINT_TSNE_CONFIG must be a JSON object such as {"n_iter": 500}')
-    try:
-        return TSNEConfig.from_dict({**TSNEConfig().to_dict(), **overrides})
-    except (TypeError, ValueError) as exc:
-        raise PlintError(f"PLINT_TSNE_CONFIG is invalid: {exc}") from exc
+    return TSNEConfig.from_json(text, "PLINT_TSNE_CONFIG")
 
 
 def _flag(text: str, name: str) -> bool:

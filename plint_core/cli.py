@@ -21,6 +21,7 @@ from .atomic import write_atomic, write_json_atomic
 from .data.loader import WORKERS_ENV
 from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
+from .embedding.parametric_tsne import TSNEConfig
 from .errors import PlintError, RunCancelled
 from .finetune import FinetuneConfig, Progress, format_duration
 from .inputs import fit_to_shape, open_inputs
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--layer", default=None,
                        help="module name (default: the logits; for a two-class model the last wider layer)")
         p.add_argument("--seed", type=int, default=0, help="seeds the embedding (and the fine-tuning)")
+        p.add_argument("--tsne-config", default="", metavar="JSON",
+                       help='t-SNE settings that differ from the defaults, as a JSON object, e.g. \'{"n_iter": 500}\' '
+                            "(the app's PLINT_TSNE_CONFIG); part of the embedding's key")
     run = p
     run.add_argument("--spec", required=True, metavar="SPEC.json")
     run.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
@@ -185,6 +189,7 @@ def _log_notes(inputs) -> None:
 def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
     """Check the inputs here (errors stay one line), then fit or find the embedding in a worker process; the
     embedding as stored, and whether it was there already."""
+    tsne = _tsne(a)
     inputs = open_inputs(a.model, a.data, _model_options(a))
     data, bundle = inputs.data, inputs.bundle
     # Checked before anything is printed, so that these errors stay one line.
@@ -194,10 +199,15 @@ def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
     _log_notes(inputs)
     if a.workers is not None:
         os.environ[WORKERS_ENV] = str(a.workers)  # read by the worker process it is passed on to
-    task = EmbeddingTask(_source(a), str(a.runs_dir), layer=a.layer, seed=a.seed, device=a.device, amp=a.amp)
+    task = EmbeddingTask(_source(a), str(a.runs_dir), layer=a.layer, seed=a.seed, config=tsne, device=a.device,
+                         amp=a.amp)
     outcome = _execute(task, _stage_printer())
     emb = load_embedding(RunStore(a.runs_dir), outcome.key)
     return data, bundle, replace(emb, cache_hit=outcome.cache_hit)
+
+
+def _tsne(a: argparse.Namespace) -> TSNEConfig:
+    return TSNEConfig.from_json(a.tsne_config, "--tsne-config")
 
 
 def _source(a: argparse.Namespace) -> Source:
@@ -223,7 +233,7 @@ def _stage_printer():
 def _execute(task, show: Callable[[Status], None]) -> Outcome:
     """Run ``task`` in a worker process, as the app does (:mod:`plint_core.runs`), showing each of its reports;
     Ctrl-C cancels it (nothing half-written is kept)."""
-    executor = LocalExecutor(1, threads=torch.get_num_threads())
+    executor = LocalExecutor(1, threads=torch.get_num_threads(), niceness=0)  # no server here to keep responsive
     handle = executor.submit(task, on_report=show)
     try:
         handle.wait()
@@ -284,7 +294,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 
     store = RunStore(a.runs_dir)
     outcome = _execute(RunTask(_source(a), str(a.runs_dir), spec, config, layer=emb.layer, seed=a.seed,
-                               device=a.device, amp=a.amp), report)
+                               config=_tsne(a), device=a.device, amp=a.amp), report)
     res = load_run(store, outcome.key)
     result = dict(res.result, cache_hit=outcome.cache_hit, seconds=round(time.perf_counter() - started, 3),
                   run_dir=str(res.directory))

@@ -122,6 +122,15 @@ def test_bad_specs_exit_2_with_one_line(embedded, capsys, spec_text, fragment):
     assert not (base / "bad" / "result.json").exists()
 
 
+@pytest.mark.parametrize("text, fragment", [("{n_iter: 5}", "--tsne-config is not valid JSON"),
+                                            ("[1]", "--tsne-config must be a JSON object"),
+                                            ('{"n_itre": 5}', "--tsne-config is invalid: TSNEConfig: unknown keys")])
+def test_bad_tsne_config_is_one_line(capsys, tmp_path, text, fragment):
+    _one_line_error(capsys, ["embed", "--data", "digits", "--model", "demo", "--out", str(tmp_path / "e"),
+                             "--runs-dir", str(tmp_path / "runs"), "--tsne-config", text], fragment)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_argparse_errors_are_one_line_too():
     proc = cli("embed", "--data", "digits")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "required" in proc.stderr

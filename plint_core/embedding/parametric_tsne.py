@@ -187,6 +187,25 @@ class TSNEConfig:
             raise ValueError(f"TSNEConfig: unknown keys {sorted(unknown)}")
         return cls(**d)
 
+    @classmethod
+    def from_json(cls, text: str, name: str = "the t-SNE settings") -> "TSNEConfig":
+        """The defaults with the fields of the JSON object ``text`` (``""``: the defaults); a
+        :class:`~plint_core.errors.PlintError` naming ``name`` (where the text came from) otherwise."""
+        from ..errors import PlintError
+
+        if not text.strip():
+            return cls()
+        try:
+            overrides = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlintError(f"{name} is not valid JSON ({exc.msg}): give an object such as {{\"n_iter\": 500}}") from exc
+        if not isinstance(overrides, dict):
+            raise PlintError(f'{name} must be a JSON object such as {{"n_iter": 500}}')
+        try:
+            return cls.from_dict({**cls().to_dict(), **overrides})
+        except (TypeError, ValueError) as exc:
+            raise PlintError(f"{name} is invalid: {exc}") from exc
+
 
 class _EmbeddingNet(nn.Module):
     """[B, D] -> [B, 2]: standardise, append landmark features, MLP.

@@ -41,7 +41,8 @@ CANCEL_GRACE_SECONDS = 20.0
 """How long a running task may take to stop after *Cancel* before its process is killed."""
 REPORT_EVERY_SECONDS = 0.2
 WORKER_NICENESS = 10
-"""Workers run at this lower CPU priority (``nice``), so that the web server's reruns come first."""
+"""Workers run at this lower CPU priority (``nice``) by default, so that the web server's reruns come first
+(the command line, with no server to keep responsive, uses 0)."""
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +86,8 @@ class _Slot:
         env = {}
         if self.executor.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(self.index % self.executor.gpus)
-        self.process = ctx.Process(target=_worker_main, args=(commands_recv, events_send, self.executor.threads, env),
+        self.process = ctx.Process(target=_worker_main,
+                                   args=(commands_recv, events_send, self.executor.threads, env, self.executor.niceness),
                                    name=f"plint-worker-{self.index}")  # not a daemon: it may start loader workers
         self.process.start()
         commands_recv.close()
@@ -179,7 +181,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, slots: int | None = None, *, threads: int | None = None,
-                 cancel_grace: float = CANCEL_GRACE_SECONDS):
+                 cancel_grace: float = CANCEL_GRACE_SECONDS, niceness: int = WORKER_NICENESS):
         from ..data.loader import usable_cores
 
         self.slots = default_slots() if slots is None else int(slots)
@@ -188,6 +190,7 @@ class LocalExecutor(Executor):
         self.threads = threads or max(1, usable_cores() // self.slots)
         self.gpus = _gpu_count()
         self.cancel_grace = cancel_grace
+        self.niceness = niceness
         self._lock = threading.RLock()
         self._queue: deque[tuple[int, Handle]] = deque()
         self._slots = [_Slot(self, i) for i in range(self.slots)]
@@ -261,12 +264,13 @@ def _gpu_count() -> int:
 
 
 # ---------------------------------------------------------------------- in the worker process
-def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
+def _worker_main(commands, events, threads: int, env: dict[str, str], niceness: int) -> None:
     os.environ.update(env)
-    try:  # below the web server: a page stays responsive while a worker keeps every core busy
-        os.nice(WORKER_NICENESS)
-    except OSError:
-        pass
+    if niceness:
+        try:  # below the web server: a page stays responsive while a worker keeps every core busy
+            os.nice(niceness)
+        except OSError:
+            pass
     from ..device import set_threads
 
     set_threads(threads)
