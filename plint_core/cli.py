@@ -233,7 +233,7 @@ def _stage_printer():
 def _execute(task, show: Callable[[Status], None]) -> Outcome:
     """Run ``task`` in a worker process, as the app does (:mod:`plint_core.runs`), showing each of its reports;
     Ctrl-C cancels it (nothing half-written is kept)."""
-    executor = LocalExecutor(1, threads=torch.get_num_threads(), niceness=0)  # no server here to keep responsive
+    executor = LocalExecutor(1, threads=torch.get_num_threads())  # the threads this command was given
     handle = executor.submit(task, on_report=show)
     try:
         handle.wait()

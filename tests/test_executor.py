@@ -202,14 +202,9 @@ def test_a_killed_parent_takes_its_worker_with_it(tmp_path):
         proc.kill()
 
 
-def test_workers_run_below_the_servers_cpu_priority(executor, tmp_path):
-    import os
+def test_workers_leave_a_core_to_the_web_server():
+    """Each of the workers gets an equal share of the usable cores less one, which stays with the server."""
+    from plint_core.runs.local import default_threads
 
-    from plint_core.runs.local import WORKER_NICENESS
-
-    handle = executor.submit(Sleep("nice", str(tmp_path / "log"), seconds=0.5))
-    while handle.status.stage != "working":
-        handle.wait(0.05)
-    pid = int(handle.where.rsplit("pid ", 1)[1].rstrip(")"))
-    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS
-    assert handle.outcome() == "nice"
+    assert [default_threads(1, cores) for cores in (1, 2, 4, 16)] == [1, 1, 3, 15]
+    assert [default_threads(slots, 16) for slots in (1, 2, 4, 32)] == [15, 7, 3, 1]

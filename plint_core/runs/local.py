@@ -4,9 +4,10 @@
 default one, or one per GPU). A task waits in line until a slot is free, then
 runs in that slot's process: a fresh interpreter (``spawn``) that imports
 torch once and serves task after task, with the CPU threads its slot is worth
-(:func:`plint_core.data.loader.usable_cores` divided by the slots), at a lower
-CPU priority than the web server (:data:`WORKER_NICENESS`) and, with several
-GPUs, one GPU of its own. Progress reports come back over a pipe,
+(:func:`plint_core.data.loader.usable_cores`, less one core that stays with the
+web server, divided by the slots) and, with several GPUs, one GPU of its own.
+(Running workers at a lower ``nice`` priority instead was measured worse: any
+busy process at normal priority starved them, bench/RESULTS.md.) Progress reports come back over a pipe,
 at most a few per second.
 
 Cancelling a queued task withdraws it. A running one is asked to stop at its
@@ -33,16 +34,13 @@ from typing import Any, Callable
 from ..errors import PlintError, RunCancelled
 from .executor import CANCELLED, DONE, FAILED, FINISHED, Executor, Handle, Status
 
-__all__ = ["CANCEL_GRACE_SECONDS", "WORKERS_ENV", "LocalExecutor", "default_slots"]
+__all__ = ["CANCEL_GRACE_SECONDS", "WORKERS_ENV", "LocalExecutor", "default_slots", "default_threads"]
 
 WORKERS_ENV = "PLINT_WORKERS"
 """Environment variable: the number of worker processes (tasks that run at once)."""
 CANCEL_GRACE_SECONDS = 20.0
 """How long a running task may take to stop after *Cancel* before its process is killed."""
 REPORT_EVERY_SECONDS = 0.2
-WORKER_NICENESS = 10
-"""Workers run at this lower CPU priority (``nice``) by default, so that the web server's reruns come first
-(the command line, with no server to keep responsive, uses 0)."""
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +59,15 @@ def default_slots() -> int:
     import torch
 
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+def default_threads(slots: int, cores: int | None = None) -> int:
+    """CPU threads of each of ``slots`` workers: the usable cores (:func:`plint_core.data.loader.usable_cores`)
+    less one that stays with the web server, so that its reruns never wait for a job, shared out; at least 1."""
+    from ..data.loader import usable_cores
+
+    cores = usable_cores() if cores is None else cores
+    return max(1, (cores - 1) // slots)
 
 
 class _Slot:
@@ -87,7 +94,7 @@ class _Slot:
         if self.executor.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(self.index % self.executor.gpus)
         self.process = ctx.Process(target=_worker_main,
-                                   args=(commands_recv, events_send, self.executor.threads, env, self.executor.niceness),
+                                   args=(commands_recv, events_send, self.executor.threads, env),
                                    name=f"plint-worker-{self.index}")  # not a daemon: it may start loader workers
         self.process.start()
         commands_recv.close()
@@ -181,16 +188,13 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, slots: int | None = None, *, threads: int | None = None,
-                 cancel_grace: float = CANCEL_GRACE_SECONDS, niceness: int = WORKER_NICENESS):
-        from ..data.loader import usable_cores
-
+                 cancel_grace: float = CANCEL_GRACE_SECONDS):
         self.slots = default_slots() if slots is None else int(slots)
         if self.slots < 1:
             raise PlintError(f"a local executor needs at least one worker, got {slots}")
-        self.threads = threads or max(1, usable_cores() // self.slots)
+        self.threads = threads or default_threads(self.slots)
         self.gpus = _gpu_count()
         self.cancel_grace = cancel_grace
-        self.niceness = niceness
         self._lock = threading.RLock()
         self._queue: deque[tuple[int, Handle]] = deque()
         self._slots = [_Slot(self, i) for i in range(self.slots)]
@@ -264,13 +268,8 @@ def _gpu_count() -> int:
 
 
 # ---------------------------------------------------------------------- in the worker process
-def _worker_main(commands, events, threads: int, env: dict[str, str], niceness: int) -> None:
+def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
     os.environ.update(env)
-    if niceness:
-        try:  # below the web server: a page stays responsive while a worker keeps every core busy
-            os.nice(niceness)
-        except OSError:
-            pass
     from ..device import set_threads
 
     set_threads(threads)
