@@ -160,7 +160,7 @@ def main() -> None:
         print(f"reopen a stored run: {fmt(reopen)}", flush=True)
 
     lines = [SECTION, "",
-             f"`python bench/bench_app.py{' --quick' if args.quick else ''}` — 2026-11-26, {machine()}; "
+             f"`python bench/bench_app.py{' --quick' if args.quick else ''}` — {time.strftime('%Y-%m-%d %H:%M')}, {machine()}; "
              "Debian Chromium 156 headless (software WebGL), Streamlit 1.67, Plotly 7.1. "
              f"t-SNE: {'small test preset' if args.quick else 'the default config'}, fitted once and loaded from the "
              "run store. Medians of "
