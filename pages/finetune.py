@@ -1,6 +1,5 @@
 """Page 3 · Fine-tune: PLI run and its CE-only control, live progress, cancel, run history."""
 import time
-from dataclasses import replace
 
 import streamlit as st
 
@@ -21,8 +20,8 @@ from plint_app.ui import (
 )
 from plint_core.errors import PlintError
 from plint_core.finetune import FinetuneConfig, Progress, format_duration
-from plint_core.pipeline import RunResult, load_run, run_key
-from plint_core.runs.tasks import Outcome, RunTask
+from plint_core.pipeline import load_run, run_key
+from plint_core.runs.tasks import RunTask
 
 DEFAULTS = FinetuneConfig()
 LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS.lr}))
@@ -65,7 +64,8 @@ def start_run(proj: Project) -> None:
         else:
             task = RunTask(proj.source, str(proj.store.root), spec, config, layer=emb.layer, seed=emb.seed,
                            config=proj.config.tsne, device=proj.config.device)
-            result = relay(job, executor(), task, lambda outcome: computed_run(proj, outcome))
+            result = relay(job, executor(), task,
+                           lambda outcome: load_run(proj.store, outcome.key, cache_hit=outcome.cache_hit))
         sess.current_run_id = result.run_id
         return result
 
@@ -120,16 +120,6 @@ def run_outcome(job: Job) -> None:
                    icon=":material/cancel:")
     elif job.status == FAILED:
         st.error(f"The run failed: {job.user_error()}", icon=":material/error:")
-
-
-def computed_run(proj: Project, outcome: Outcome) -> RunResult:
-    """The run a worker stored, as computed there: not a reuse unless the worker found it stored already."""
-    res = load_run(proj.store, outcome.key)
-    if outcome.cache_hit:
-        return res
-    result = dict(res.result, cache_hit=False, seconds=res.result.get("compute_seconds"))
-    result.pop("compute_seconds", None)
-    return replace(res, result=result, cache_hit=False)
 
 
 def open_run(run_id: str) -> None:

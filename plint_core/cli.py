@@ -186,19 +186,26 @@ def _log_notes(inputs) -> None:
             _log(note)
 
 
-def _embedding(a: argparse.Namespace, spec: InterventionSpec | None = None):
-    """Check the inputs here (errors stay one line), then fit or find the embedding in a worker process; the
-    embedding as stored, and whether it was there already."""
-    tsne = _tsne(a)
+def _checked_inputs(a: argparse.Namespace, spec: InterventionSpec | None = None):
+    """Open and check the inputs here, so that their errors stay one line, before a worker process reopens them;
+    ``(data, bundle, layer)``."""
     inputs = open_inputs(a.model, a.data, _model_options(a))
     data, bundle = inputs.data, inputs.bundle
     # Checked before anything is printed, so that these errors stay one line.
-    resolve_layer(bundle, a.layer)
+    layer = resolve_layer(bundle, a.layer)
     if spec is not None:
         spec.groups(data.train.labels, data.train.ids, data.class_names)
     _log_notes(inputs)
     if a.workers is not None:
         os.environ[WORKERS_ENV] = str(a.workers)  # read by the worker process it is passed on to
+    return data, bundle, layer
+
+
+def _embedding(a: argparse.Namespace):
+    """Fit or find the embedding in a worker process: ``(data, bundle, embedding as stored)``, its
+    ``cache_hit`` saying whether it was there already."""
+    tsne = _tsne(a)
+    data, bundle, _ = _checked_inputs(a)
     task = EmbeddingTask(_source(a), str(a.runs_dir), layer=a.layer, seed=a.seed, config=tsne, device=a.device,
                          amp=a.amp)
     outcome = _execute(task, _stage_printer())
@@ -279,12 +286,15 @@ def cmd_run(a: argparse.Namespace) -> None:
     spec = InterventionSpec.from_json(spec_path.read_text(encoding="utf-8"))
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                             train_points=a.train_points, device=a.device, amp=a.amp, workers=a.workers)
-    data, bundle, emb = _embedding(a, spec)
+    tsne = _tsne(a)
+    _, _, layer = _checked_inputs(a, spec)
     last = [0.0]
+    stages = _stage_printer()
 
-    def report(status: Status) -> None:
+    def report(status: Status) -> None:  # the embedding's stages if it is fitted first, then the fine-tuning
         p, now = status.detail, time.perf_counter()
         if not isinstance(p, Progress):
+            stages(status)
             return
         if p.step == p.steps or now - last[0] > 5:
             last[0] = now
@@ -293,13 +303,10 @@ def cmd_run(a: argparse.Namespace) -> None:
                  f"{left}")
 
     store = RunStore(a.runs_dir)
-    outcome = _execute(RunTask(_source(a), str(a.runs_dir), spec, config, layer=emb.layer, seed=a.seed,
-                               config=_tsne(a), device=a.device, amp=a.amp), report)
-    res = load_run(store, outcome.key)
-    result = dict(res.result, cache_hit=outcome.cache_hit, seconds=round(time.perf_counter() - started, 3),
-                  run_dir=str(res.directory))
-    if not outcome.cache_hit:
-        result.pop("compute_seconds", None)
+    outcome = _execute(RunTask(_source(a), str(a.runs_dir), spec, config, layer=layer, seed=a.seed,
+                               config=tsne, device=a.device, amp=a.amp), report)
+    res = load_run(store, outcome.key, cache_hit=outcome.cache_hit)
+    result = dict(res.result, seconds=round(time.perf_counter() - started, 3), run_dir=str(res.directory))
     write_json_atomic(Path(a.out) / "result.json", result)
     acc = result["accuracy"]
     _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "

@@ -232,8 +232,10 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
     return RunResult(run_id, result, directory, False, table, targets, moved)
 
 
-def load_run(store: RunStore, run_id: str, started: float | None = None) -> RunResult:
-    """Load a finished run; ``cache_hit`` is set and ``seconds`` is the time this load took."""
+def load_run(store: RunStore, run_id: str, started: float | None = None, *, cache_hit: bool = True) -> RunResult:
+    """Load a finished run. As a reuse (``cache_hit``, the default) ``seconds`` is the time this load took and
+    ``compute_seconds`` the stored time; with ``cache_hit=False`` (a worker has just computed it) the result is
+    as stored."""
     result = store.load_run(run_id)
     d = store.run_dir(run_id)
     import pandas as pd
@@ -241,6 +243,8 @@ def load_run(store: RunStore, run_id: str, started: float | None = None) -> RunR
     table = pd.read_csv(d / "test_embedding.csv")
     with np.load(d / "train_targets.npz", allow_pickle=False) as t:
         targets, moved = t["targets"], t["moved"]
+    if not cache_hit:
+        return RunResult(run_id, result, d, False, table, targets, moved)
     result = dict(result, cache_hit=True, compute_seconds=result.get("seconds"))
     if started is not None:
         result["seconds"] = round(time.perf_counter() - started, 3)
