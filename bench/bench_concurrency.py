@@ -38,10 +38,12 @@ from pathlib import Path
 from common import OUT, QUICK_TSNE, machine, print_table, write_json  # also puts the repo on sys.path
 
 from plint_app.serve import (
-    GROUP_BOX_JS,
-    SELECTION_TEXT_JS,
-    drag,
+    CHART_READY_JS,
+    OUTCOME_JS,
+    commit_move,
     launch_chromium,
+    open_page,
+    press_run,
     selection_round_trip,
     start_streamlit,
 )
@@ -49,10 +51,6 @@ from plint_app.serve import (
 VIEWPORT = {"width": 1400, "height": 1000}
 CLASSES = ("0", "1", "2", "3")
 SPECTATOR_BOXES = ("5", "6")
-OUTCOME_JS = """() => { const m = document.body.innerText.match(/Run `?(\\w+)`? finished in ([\\d.]+) s/);
-  return m ? m[1] : null; }"""
-CHART_READY_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
-  return !!(gd && gd._fullData && gd._fullData.length >= 10 && gd.querySelector('.nsewdrag')); }"""
 GOALS = {"together 2": 2.2, "together 4": 4.4, "selection": 2.0}
 
 
@@ -83,49 +81,6 @@ def prepare_store(runs: Path, tsne: dict) -> None:
 
 def env_for(runs: Path, tsne: dict) -> dict[str, str]:
     return {"PLINT_RUNS_DIR": str(runs), "PLINT_DEVICE": "cpu", "PLINT_TSNE_CONFIG": json.dumps(tsne)}
-
-
-def open_page(page, title: str) -> None:
-    page.get_by_role("link", name=title).first.click()
-    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
-
-
-def commit_move(page, group: str, dx: float) -> None:
-    open_page(page, "Embedding & interventions")
-    page.wait_for_function(CHART_READY_JS, timeout=120_000, polling="raf")
-    drag(page, page.wait_for_function(GROUP_BOX_JS, arg=group, timeout=60_000).json_value())
-    page.wait_for_function(f"() => {{ const n = ({SELECTION_TEXT_JS})(); return n !== null && n !== '0'; }}",
-                           timeout=60_000)
-    fill_number(page, "dx", dx)
-    page.get_by_role("button", name="Commit move").click()
-    page.get_by_text("Move 1 committed").wait_for(timeout=60_000)
-
-
-def fill_number(page, label: str, value: float, tries: int = 5) -> None:
-    """Type ``value`` into the number input ``label`` and press Enter, again if a rerun still in flight (a
-    selection's) put the old value back."""
-    query = f"document.querySelector('input[aria-label=\"{label}\"]')"
-    for attempt in range(tries):
-        field = page.get_by_label(label, exact=True)
-        field.fill(str(value))
-        field.press("Enter")
-        try:
-            page.wait_for_function(f"(v) => {query} && Number({query}.value) === v", arg=value, timeout=10_000)
-            time.sleep(0.5)
-            if page.evaluate(f"(v) => Number({query}.value) === v", value):
-                return
-        except Exception:
-            if attempt == tries - 1:
-                raise
-
-
-def press_run(page, epochs: int, seed: int) -> str | None:
-    """Set epochs and seed on the Fine-tune page and press Run; returns the run id shown before (or ``None``)."""
-    fill_number(page, "Epochs", epochs)
-    fill_number(page, "Seed", seed)
-    before = page.evaluate(OUTCOME_JS)
-    page.get_by_role("button", name="Run fine-tuning and control").click()
-    return before
 
 
 def wait_outcomes(pages: list, before: list[str | None], started: float, timeout: float) -> list[float | None]:

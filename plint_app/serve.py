@@ -120,3 +120,56 @@ def selection_round_trip(page, group: str, timeout_ms: int = 60_000) -> float:
                            timeout=timeout_ms, polling="raf")
     return time.perf_counter() - started
 
+OUTCOME_JS = """() => { const m = document.body.innerText.match(/Run `?(\\w+)`? finished in ([\\d.]+) s/);
+  return m ? m[1] : null; }"""
+"""The id of the run whose outcome the Fine-tune page shows ("Run `…` finished in … s"), or ``null``."""
+CHART_READY_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
+  return !!(gd && gd._fullData && gd._fullData.length >= 10 && gd.querySelector('.nsewdrag')); }"""
+"""Whether the scatter is drawn with all its class traces and can be dragged on."""
+
+
+# Steps of a user in the page -----------------------------------------------------------------------
+
+def open_page(page, title: str) -> None:
+    """Follow the sidebar link ``title`` and wait for the page's heading."""
+    page.get_by_role("link", name=title).first.click()
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+
+
+def commit_move(page, group: str, dx: float) -> None:
+    """On the embedding page, box-select ``group``'s points with the mouse, move them by ``dx`` and commit."""
+    open_page(page, "Embedding & interventions")
+    page.wait_for_function(CHART_READY_JS, timeout=120_000, polling="raf")
+    drag(page, page.wait_for_function(GROUP_BOX_JS, arg=group, timeout=60_000).json_value())
+    page.wait_for_function(f"() => {{ const n = ({SELECTION_TEXT_JS})(); return n !== null && n !== '0'; }}",
+                           timeout=60_000)
+    fill_number(page, "dx", dx)
+    page.get_by_role("button", name="Commit move").click()
+    page.get_by_text("Move 1 committed").wait_for(timeout=60_000)
+
+
+def fill_number(page, label: str, value: float, tries: int = 5) -> None:
+    """Type ``value`` into the number input ``label`` and press Enter, again if a rerun still in flight (a
+    selection's) put the old value back."""
+    query = f"document.querySelector('input[aria-label=\"{label}\"]')"
+    for attempt in range(tries):
+        field = page.get_by_label(label, exact=True)
+        field.fill(str(value))
+        field.press("Enter")
+        try:
+            page.wait_for_function(f"(v) => {query} && Number({query}.value) === v", arg=value, timeout=10_000)
+            time.sleep(0.5)
+            if page.evaluate(f"(v) => Number({query}.value) === v", value):
+                return
+        except Exception:
+            if attempt == tries - 1:
+                raise
+
+
+def press_run(page, epochs: int, seed: int) -> str | None:
+    """Set epochs and seed on the Fine-tune page and press Run; returns the run id shown before (or ``None``)."""
+    fill_number(page, "Epochs", epochs)
+    fill_number(page, "Seed", seed)
+    before = page.evaluate(OUTCOME_JS)
+    page.get_by_role("button", name="Run fine-tuning and control").click()
+    return before
