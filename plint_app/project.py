@@ -119,9 +119,16 @@ class Project:
 
         The run store is shared by all sessions and sources; each project's run
         history lists only its own runs, and only those can be opened on it.
+        Runs that record the fingerprints of their data and weights are matched
+        by those (a run imported from another machine, where the files had other
+        paths, still belongs); older runs by the data's and model's names.
         """
-        return (result.get("data") == self.data.name and result.get("model") == self.bundle.source
-                and result.get("classes") == list(self.data.class_names))
+        if result.get("classes") != list(self.data.class_names):
+            return False
+        data_fp, model_fp = result.get("data_fingerprint"), result.get("model_fingerprint")
+        if data_fp and model_fp:
+            return data_fp == self.data.fingerprint() and model_fp == self.bundle.fingerprint
+        return result.get("data") == self.data.name and result.get("model") == self.bundle.source
 
     def runs(self) -> list[dict]:
         """This project's finished runs in the store, newest first (see :meth:`owns_run`)."""

@@ -82,7 +82,8 @@ def cached_latents(data: Dataset, bundle: ModelBundle, layer: str, store: RunSto
             np.save(tmp / f"{name}_pred.npy", preds)
             done += len(split)
             trim_memory()
-        meta = {"key": key, "layer": layer, "data": data.name, "model": bundle.source, "device": device.type,
+        meta = {"key": key, "layer": layer, "data": data.name, "model": bundle.source,
+                "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint, "device": device.type,
                 "precision": precision_name(autocast_dtype(device, amp)), "images": total,
                 "seconds": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_json_atomic(tmp / EMBEDDING_META, meta)

@@ -72,8 +72,13 @@ class Embedding:
 
 
 def embedding_key(data: Dataset, bundle: ModelBundle, layer: str, seed: int, config: TSNEConfig) -> str:
-    return make_key({"kind": "embedding", "data": data.fingerprint(), "model": bundle.fingerprint, "layer": layer,
-                     "seed": seed, "tsne": config.to_dict()})
+    return embedding_key_of(data.fingerprint(), bundle.fingerprint, layer, seed, config.to_dict())
+
+
+def embedding_key_of(data_fingerprint: str, model_fingerprint: str, layer: str, seed: int, tsne: dict) -> str:
+    """:func:`embedding_key` from the fields an embedding's ``meta.json`` records (to check an imported one)."""
+    return make_key({"kind": "embedding", "data": data_fingerprint, "model": model_fingerprint, "layer": layer,
+                     "seed": seed, "tsne": tsne})
 
 
 def prepare_embedding(data: Dataset, bundle: ModelBundle, *, layer: str | None = None, seed: int = 0,
@@ -109,6 +114,7 @@ def prepare_embedding(data: Dataset, bundle: ModelBundle, *, layer: str | None =
     report("quality", 1.0)
     meta = {"key": key, "layer": layer, "seed": seed, "quality": quality, "tsne": config.to_dict(),
             "latents": lat.key, "data": data.name, "model": bundle.source,
+            "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def fill(tmp: Path) -> None:
@@ -149,7 +155,12 @@ class RunResult:
 
 
 def run_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig) -> str:
-    return make_key({"kind": "run", "embedding": embedding.key, "spec": spec.to_dict(), "finetune": config.key_dict()})
+    return run_key_of(embedding.key, spec.to_dict(), config.key_dict())
+
+
+def run_key_of(embedding_key: str, spec: dict, finetune: dict) -> str:
+    """:func:`run_key` from the fields a run's ``result.json`` records (to check an imported one)."""
+    return make_key({"kind": "run", "embedding": embedding_key, "spec": spec, "finetune": finetune})
 
 
 def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec,
@@ -198,6 +209,7 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         "run_id": run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
+        "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint,
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
         "n_train": int(len(rows)),
         "spec": spec.to_dict(), "finetune": config.key_dict(),
