@@ -7,7 +7,8 @@ from plint_app.history import history_table, run_label
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, Queued, relay
 from plint_app.metrics_view import spec_summary
 from plint_app.project import Project
-from plint_app.resources import embedding_job, executor
+from plint_app.resources import embedding_job, executor, session_workspace
+from plint_app.run_archives import export_bytes, import_upload
 from plint_app.session import session
 from plint_app.ui import (
     POLL_SECONDS,
@@ -126,6 +127,23 @@ def open_run(run_id: str) -> None:
     session().current_run_id = run_id
 
 
+def import_archive(proj: Project) -> None:
+    """*Import run* callback: check the uploaded archive against this project and store it."""
+    sess = session()
+    upload = st.session_state.get("w_run_archive")
+    if upload is None:
+        sess.flash("import", "error", "choose a run archive (.zip, from 'Download run' or 'runs export') first")
+        return
+    try:
+        report = import_upload(proj, session_workspace(), upload)
+    except PlintError as exc:
+        sess.flash("import", "error", f"Not imported: {exc}")
+        return
+    sess.current_run_id = report.run_id
+    sess.flash("import", "success", f"Imported {report.describe()}. It is in the run history below; the same "
+                                    "moves and settings here reuse it instead of fine-tuning again.")
+
+
 st.title("Fine-tune")
 proj = load_project()
 sess = session()
@@ -180,8 +198,20 @@ else:
                                    if c.startswith("accuracy")}})
     labels = {row["run id"]: run_label(row) for _, row in table.iterrows()}
     ids = list(labels)
-    c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+    c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
     chosen = c1.selectbox("Reopen a run", ids, format_func=labels.get,
                           index=ids.index(sess.current_run_id) if sess.current_run_id in ids else 0)
     if c2.button("Open in Compare", on_click=open_run, args=(chosen,), icon=":material/open_in_new:"):
         st.switch_page("pages/compare.py")
+    c3.download_button("Download run", lambda: export_bytes(proj, chosen), file_name=f"plint-run-{chosen}.zip",
+                       mime="application/zip", on_click="ignore", icon=":material/download:", key="w_export",
+                       help="The run, its embedding and latents in one .zip, to import on another plint server "
+                            "(for example one on Streamlit Cloud) or with 'python -m plint_core runs import'.")
+
+with st.expander("Import a run computed elsewhere", icon=":material/upload:"):
+    st.caption("A run archive from another plint server's 'Download run', or from "
+               "`python -m plint_core runs export RUN_ID --out run.zip` on a GPU machine. It must have been "
+               "computed on this data set and model; it is checked before anything is stored.")
+    st.file_uploader("Run archive (.zip)", type=["zip"], key="w_run_archive")
+    st.button("Import run", on_click=import_archive, args=(proj,), icon=":material/input:", key="w_import")
+    show_flash("import")

@@ -32,6 +32,7 @@ from .models.sources import ModelOptions, describe, load_classifier, parse_float
 from .models.training import TrainConfig, train_classifier
 from .models.weights import save_model
 from .pipeline import load_embedding, load_run
+from .runs.archive import Expected, export_run, import_run
 from .runs.executor import Status
 from .runs.local import LocalExecutor
 from .runs.tasks import EmbeddingTask, Outcome, RunTask, Source
@@ -68,14 +69,15 @@ def _threads(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool = True) -> None:
-    """Options shared by the commands; ``data="optional"`` makes ``--data`` optional."""
+def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool | str = True) -> None:
+    """Options shared by the commands; ``data="optional"`` (``model="optional"``) makes ``--data`` (``--model``)
+    optional."""
     if data:
         p.add_argument("--data", required=data is True, metavar="SRC",
                        help="'digits', 'mnist', 'fashion-mnist', an .npz, an image folder (one sub-folder per class, "
                             "optionally under train/ and test/) or a .zip of one")
     if model:
-        p.add_argument("--model", required=True, metavar="MODEL",
+        p.add_argument("--model", required=model is True, metavar="MODEL",
                        help="'demo', a TorchScript file, or a state_dict (.pt/.pth/.safetensors) with a .json sidecar "
                             "or --arch")
         g = p.add_argument_group("what the model's sidecar would state (default: sidecar, weights, then data)")
@@ -90,7 +92,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool 
     p.add_argument("--threads", type=_threads, default=0, metavar="N",
                    help="torch CPU threads (default 0: torch's own, capped at the container's CPU quota); "
                         "on a machine busy with other work, 1 is often much faster")
-    if model:
+    if model is True:
         p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                        help="automatic mixed precision for latents and fine-tuning (bfloat16, or float16 with a "
                             "gradient scaler on GPUs without bfloat16); default: on for CUDA, off on the CPU")
@@ -136,10 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fine-tune on a stratified subset of N training points, the moved points always included "
                           "(default: all)")
 
-    p = sub.add_parser("runs", help="list, show or delete stored runs")
-    p.add_argument("action", choices=("list", "show", "delete"))
-    p.add_argument("run_id", nargs="?")
-    p.add_argument("--runs-dir", default=DEFAULT_ROOT, metavar="D")
+    p = sub.add_parser("runs", help="list, show, delete, export or import stored runs",
+                       description="list | show RUN_ID | delete RUN_ID | export RUN_ID --out run.zip | "
+                                   "import run.zip [--data SRC --model MODEL]")
+    p.add_argument("action", choices=("list", "show", "delete", "export", "import"))
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID|ARCHIVE", help="a run id, or for 'import' the .zip")
+    p.add_argument("--out", metavar="run.zip", help="export: the archive to write")
+    p.add_argument("--no-latents", dest="latents", action="store_false",
+                   help="export: leave the embedding's latents out (smaller; the importer recomputes them if needed)")
+    _common(p, data="optional", model="optional")
     return parser
 
 
@@ -321,13 +328,38 @@ def cmd_runs(a: argparse.Namespace) -> None:
             print(f"{r['run_id']}\t{r['created']}\t{r['data']}\tlam={r['finetune']['lam']}\t"
                   f"after={acc['after']:.4f}\tcontrol={acc['control']:.4f}")
         return
+    if a.action == "import":
+        _import_run(a, store)
+        return
     if not a.run_id:
         raise PlintError(f"'runs {a.action}' needs a run id (see 'runs list')")
     if a.action == "show":
         print(json.dumps(store.load_run(a.run_id), indent=2))
+    elif a.action == "export":
+        if not a.out:
+            raise PlintError("'runs export' needs --out run.zip: the archive to write")
+        manifest = export_run(store, a.run_id, a.out, latents=a.latents)
+        parts = ["the run"] + [p for p, k in (("its embedding", "embedding_key"), ("its latents", "latents_key"))
+                               if manifest[k]]
+        _log(f"wrote {a.out} ({Path(a.out).stat().st_size / 2**20:.1f} MiB): {', '.join(parts)}")
     else:
         store.delete_run(a.run_id)
         _log(f"deleted run {a.run_id}")
+
+
+def _import_run(a: argparse.Namespace, store: RunStore) -> None:
+    """``runs import ARCHIVE``: checked against ``--data``/``--model`` when given (both or neither)."""
+    if not a.run_id:
+        raise PlintError("'runs import' needs the archive: runs import run.zip [--data SRC --model MODEL]")
+    if bool(a.data) != bool(a.model):
+        raise PlintError("give both --data and --model (the project the run must belong to), or neither")
+    expected = None
+    if a.data:
+        inputs = open_inputs(a.model, a.data, _model_options(a))
+        expected = Expected.of(inputs.data, inputs.bundle)
+    report = import_run(a.run_id, store, expected)
+    checked = "" if expected else " (not checked against a data set and model: give --data and --model for that)"
+    _log(f"imported into {store.root}: {report.describe()}{checked}")
 
 
 COMMANDS = {"train": cmd_train, "layers": cmd_layers, "embed": cmd_embed, "run": cmd_run, "runs": cmd_runs}
