@@ -50,9 +50,18 @@ class Latents:
 
 
 def latents_key(data: Dataset, bundle: ModelBundle, layer: str) -> str:
-    return make_key({"kind": "latents", "data": data.fingerprint(), "model": bundle.fingerprint, "layer": layer,
-                     "input": list(bundle.spec.input_shape), "mean": list(bundle.spec.mean),
-                     "std": list(bundle.spec.std)})
+    return make_key(_key_fields(data, bundle, layer))
+
+
+def latents_key_of(meta: dict) -> str:
+    """:func:`latents_key` from the fields a stored ``meta.json`` records (to check imported latents)."""
+    return make_key({"kind": "latents", "data": meta.get("data_fingerprint"), "model": meta.get("model_fingerprint"),
+                     **{k: meta.get(k) for k in ("layer", "input", "mean", "std")}})
+
+
+def _key_fields(data: Dataset, bundle: ModelBundle, layer: str) -> dict:
+    return {"kind": "latents", "data": data.fingerprint(), "model": bundle.fingerprint, "layer": layer,
+            "input": list(bundle.spec.input_shape), "mean": list(bundle.spec.mean), "std": list(bundle.spec.std)}
 
 
 def cached_latents(data: Dataset, bundle: ModelBundle, layer: str, store: RunStore, *,
@@ -83,7 +92,9 @@ def cached_latents(data: Dataset, bundle: ModelBundle, layer: str, store: RunSto
             done += len(split)
             trim_memory()
         meta = {"key": key, "layer": layer, "data": data.name, "model": bundle.source,
-                "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint, "device": device.type,
+                "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint,
+                **{k: v for k, v in _key_fields(data, bundle, layer).items() if k in ("input", "mean", "std")},
+                "device": device.type,
                 "precision": precision_name(autocast_dtype(device, amp)), "images": total,
                 "seconds": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_json_atomic(tmp / EMBEDDING_META, meta)

@@ -253,3 +253,13 @@ def test_finetune_page_imports_an_archive_and_offers_each_run_as_one(app_environ
     assert RunStore(cloud).load_run(stored_run.run_id) == stored_run.result
     assert list((tmp_path / "sessions").rglob("*.zip")) == [], "the uploaded archives themselves are not kept"
     assert (tmp_path / "sessions").is_dir(), "(the uploads went to this session's folder)"
+
+
+def test_latents_that_are_not_the_embeddings_are_refused(archive, tmp_path, capsys):
+    def swap(name: str, data: bytes) -> bytes:
+        if name.startswith("latents/") and name.endswith("/meta.json"):
+            return json.dumps(dict(json.loads(data), layer="conv2")).encode()
+        return data
+
+    err = refused(capsys, rewrite(archive, tmp_path / "latents.zip", swap), tmp_path / "store")
+    assert "do not belong to its embedding" in err

@@ -40,6 +40,7 @@ import numpy as np
 from ..atomic import write_atomic
 from ..errors import PlintError
 from ..intervention import InterventionSpec
+from ..latent_cache import latents_key_of
 from ..pipeline import embedding_key_of, run_key_of
 from ..safe_zip import ZipLimits, extract_zip
 from ..scratch import scratch_dir
@@ -168,7 +169,7 @@ def import_run(archive: str | Path, store: RunStore, expected: Expected | None =
         meta = _check_embedding(root / "embeddings" / embedding_key, embedding_key, result, latents_key,
                                 name) if embedding_key else None
         if latents_key:
-            _check_latents(root / "latents" / latents_key, latents_key, name)
+            _check_latents(root / "latents" / latents_key, latents_key, meta, name)
         if expected is not None:
             _check_expected(expected, result, meta, name)
         report = ImportReport(run_id, result)
@@ -293,10 +294,14 @@ def _check_embedding(folder: Path, key: str, result: dict, latents_key: str | No
     return meta
 
 
-def _check_latents(folder: Path, key: str, name: str) -> None:
+def _check_latents(folder: Path, key: str, embedding: dict, name: str) -> None:
     meta = _read_json(folder / EMBEDDING_META, f"latents {key}'s {EMBEDDING_META}", name)
     if meta.get("key") != key:
         raise _bad(name, f"latents {key}'s {EMBEDDING_META} names another key")
+    if latents_key_of(meta) != key or any(meta.get(f) != embedding.get(f) for f in
+                                           ("data_fingerprint", "model_fingerprint", "layer")):
+        raise PlintError(f"{name}: latents {key} do not belong to its embedding, or their settings do not give "
+                         "their key (edited?); nothing was imported. Export the run again from its own store")
     arrays = sorted(folder.glob("*.npy"))
     if not {"train", "test", "train_pred", "test_pred"} <= {p.stem for p in arrays}:
         raise _bad(name, f"latents {key} lack train or test arrays")
