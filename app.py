@@ -5,6 +5,7 @@ file in ``pages/`` and the helpers live in :mod:`plint_app`.
 """
 import streamlit as st
 
+from plint_app.resources import settled_heap
 from plint_app.sidebar import sidebar_status
 from plint_app.ui import PAGES
 
@@ -18,3 +19,4 @@ navigation = st.navigation([
 ])
 navigation.run()
 sidebar_status()  # after the page, so it reports what the page just loaded
+settled_heap()  # once per server, after its first page: keeps the garbage collection after each rerun cheap

@@ -95,6 +95,24 @@ def test_model_page_shows_data_model_and_cached_embedding(app_environment, digit
     assert any("loaded from the run store" in s for s in texts(at.success))
 
 
+def test_after_its_first_page_the_server_hides_its_loaded_modules_from_the_garbage_collector(app_environment):
+    """Streamlit collects garbage after every rerun; the modules, model and data loaded by then are frozen
+    (gc.freeze), so that collection stays cheap while other sessions' progress bars rerun (bench_concurrency)."""
+    import gc
+
+    import pandas
+    import plotly
+    import torch
+
+    from plint_app.resources import settled_heap
+
+    start()
+    assert settled_heap() > 0 and gc.get_freeze_count() > 0
+    generations = {id(o) for o in gc.get_objects()}
+    for module in (torch, torch.nn.modules.module, pandas, plotly):
+        assert id(vars(module)) not in generations, f"{module.__name__} is still scanned by every collection"
+
+
 def test_bad_configuration_is_an_error_message_not_a_traceback(app_environment, monkeypatch):
     monkeypatch.setenv("PLINT_TSNE_CONFIG", "{not json")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
