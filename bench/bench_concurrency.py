@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -97,9 +98,48 @@ def wait_outcomes(pages: list, before: list[str | None], started: float, timeout
     return done
 
 
-def round_of(pages: list, epochs: int, seeds: list[int], timeout: float, spectator=None, selections: int = 0) -> dict:
-    """Press Run on every page, one right after the other; while they run, the spectator selects."""
+def cpu_ticks(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, grouped: the web server, its worker processes,
+    Chromium, Playwright's driver, this script, everything else (from ``/proc/<pid>/stat``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, used, names = {}, {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+        parents[pid], names[pid] = int(fields[1]), name
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    groups: dict[str, float] = {}
+    for pid, seconds in used.items():
+        chain, p = set(), pid
+        while p in parents and p not in chain:
+            chain.add(p)
+            p = parents[p]
+        if pid == server_pid:
+            group = "web server"
+        elif server_pid in chain:
+            group = "workers"
+        elif names[pid].startswith(("chrom", "headless")):
+            group = "chromium"
+        elif names[pid] == "node":
+            group = "playwright"
+        elif pid == os.getpid():
+            group = "bench script"
+        else:
+            group = "other"
+        groups[group] = groups.get(group, 0.0) + seconds
+    return groups
+
+
+def round_of(pages: list, epochs: int, seeds: list[int], timeout: float, spectator=None, selections: int = 0,
+             server_pid: int | None = None) -> dict:
+    """Press Run on every page, one right after the other; while they run, the spectator selects. With
+    ``server_pid``, also the cores each group of processes used during the round (:func:`cpu_ticks`)."""
     before = []
+    ticks = cpu_ticks(server_pid) if server_pid else {}
     started = time.perf_counter()
     for page, seed in zip(pages, seeds):
         before.append(press_run(page, epochs, seed))
@@ -110,7 +150,11 @@ def round_of(pages: list, epochs: int, seeds: list[int], timeout: float, spectat
             time.sleep(0.3)
     finished = wait_outcomes(pages, before, started, timeout)
     total = None if any(f is None for f in finished) else max(finished)
-    return {"sessions": len(pages), "finished_s": finished, "all_s": total, "selection_s": during}
+    cores = {}
+    if server_pid:
+        wall, after = time.perf_counter() - started, cpu_ticks(server_pid)
+        cores = {g: round((after.get(g, 0.0) - ticks.get(g, 0.0)) / wall, 2) for g in after}
+    return {"sessions": len(pages), "finished_s": finished, "all_s": total, "selection_s": during, "cores": cores}
 
 
 def main() -> None:
@@ -141,12 +185,12 @@ def main() -> None:
                 idle = [selection_round_trip(spectator, SPECTATOR_BOXES[i % 2]) for i in range(a.selections)]
                 print(f"spectator idle selections: {[round(t, 3) for t in idle]}", flush=True)
                 rounds = {"warm-up": round_of(users[:1], a.epochs, [1], a.timeout)}  # the worker starts (torch import)
-                rounds["alone"] = round_of(users[:1], a.epochs, [101], a.timeout)
+                rounds["alone"] = round_of(users[:1], a.epochs, [101], a.timeout, server_pid=server.process.pid)
                 print(f"alone: {rounds['alone']}", flush=True)
                 rounds["together 2"] = round_of(users[:2], a.epochs, [201, 202], a.timeout)
                 print(f"together 2: {rounds['together 2']}", flush=True)
                 rounds["together 4"] = round_of(users, a.epochs, [401, 402, 403, 404], a.timeout, spectator,
-                                                a.selections)
+                                                a.selections, server_pid=server.process.pid)
                 print(f"together 4: {rounds['together 4']}", flush=True)
                 browser.close()
         finally:
