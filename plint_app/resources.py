@@ -15,7 +15,7 @@ import streamlit as st
 
 from plint_core.pipeline import Embedding, RunResult, load_run
 from plint_core.runs.executor import Executor
-from plint_core.runs.local import LocalExecutor
+from plint_core.runs.select import make_executor
 from plint_core.runs.tasks import EMBEDDING_STAGES, EmbeddingTask
 from plint_core.workspace import Workspace, sweep_stale
 
@@ -86,9 +86,11 @@ def settled_heap() -> int:
 
 @st.cache_resource(show_spinner=False)
 def executor() -> Executor:
-    """The executor of this server's long jobs (:class:`~plint_core.runs.local.LocalExecutor`: ``PLINT_WORKERS``
-    worker processes, first in, first out), shared by all sessions and shut down with the server."""
-    ex = LocalExecutor()
+    """The executor of this server's long jobs, shared by all sessions and shut down with the server:
+    ``PLINT_EXECUTOR`` (:func:`~plint_core.runs.select.make_executor`) ``local`` (the default: ``PLINT_WORKERS``
+    worker processes, first in, first out) or ``ray`` (tasks on the Ray cluster at ``PLINT_RAY_ADDRESS``). A
+    ``PlintError`` (Ray missing or unreachable) fails the job that asked, and the next job tries again."""
+    ex = make_executor()
     atexit.register(ex.shutdown, False)
     return ex
 

@@ -34,7 +34,7 @@ from .models.weights import save_model
 from .pipeline import load_embedding, load_run
 from .runs.archive import Expected, export_run, import_run
 from .runs.executor import Status
-from .runs.local import LocalExecutor
+from .runs.select import make_executor
 from .runs.tasks import EmbeddingTask, Outcome, RunTask, Source
 from .store import DEFAULT_ROOT, RunStore
 
@@ -245,9 +245,9 @@ def _stage_printer():
 
 
 def _execute(task, show: Callable[[Status], None]) -> Outcome:
-    """Run ``task`` in a worker process, as the app does (:mod:`plint_core.runs`), showing each of its reports;
-    Ctrl-C cancels it (nothing half-written is kept)."""
-    executor = LocalExecutor(1, threads=torch.get_num_threads())  # the threads this command was given
+    """Run ``task`` in a worker process, or on Ray with ``PLINT_EXECUTOR=ray``, as the app does
+    (:mod:`plint_core.runs`), showing each of its reports; Ctrl-C cancels it (nothing half-written is kept)."""
+    executor = make_executor(1, threads=torch.get_num_threads())  # a local worker gets this command's threads
     handle = executor.submit(task, on_report=show)
     try:
         handle.wait()
