@@ -65,3 +65,23 @@ class Fail:
         if self.how == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
         return str(1 / 0)
+
+
+@dataclass(frozen=True)
+class Deaf:
+    """Ignores cancel and interrupts alike (a task stuck where Ray's ``KeyboardInterrupt`` cannot stop it): sleeps
+    ``seconds`` in steps, reporting ``deaf`` each time it is interrupted."""
+
+    seconds: float = 60.0
+    kind: str = field(default="test", init=False)
+    label: str = "deaf task"
+
+    def run(self, report, cancel) -> str:
+        report("deaf", 0.5)
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.05)
+            except KeyboardInterrupt:
+                report("deaf", 0.6)
+        return "finished anyway"
