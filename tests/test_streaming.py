@@ -410,3 +410,50 @@ def test_embedding_224px_images_stays_bounded(tmp_path):
     assert probe["n"] == n
     grown = probe["peak_mb"] - probe["before_mb"]
     assert grown < 0.2 * materialised_mb, (grown, materialised_mb)
+
+
+LOADER_OWNER = """
+import os, sys, time
+import numpy as np, torch
+sys.path.insert(0, {repo!r})
+from plint_core.data.images import ArrayImages
+from plint_core.data.loader import batch_loader, iterate
+images = ArrayImages(255.0, array=np.zeros((64, 8, 8), np.uint8), layout="NHW")
+loader = batch_loader(images, 8, torch.device("cpu"), workers=1)
+next(iter(iterate(loader)))
+print(" ".join(str(p.pid) for p in loader._iterator._workers), flush=True)
+time.sleep(120)
+"""
+
+
+def test_loader_workers_end_with_a_killed_owner(tmp_path):
+    """A loader worker must not outlive the process that made its loader (killed server or worker process)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    owner = subprocess.Popen([sys.executable, "-c", LOADER_OWNER.format(repo=str(Path(__file__).parent.parent))],
+                             stdout=subprocess.PIPE, text=True)
+    workers = [int(p) for p in owner.stdout.readline().split()]
+    assert workers, "the loader started a worker process"
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() and
+                                              Path(f"/proc/{w}/stat").read_text().split()[2] != "Z" for w in workers):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{w}").exists() and Path(f"/proc/{w}/stat").read_text().split()[2] != "Z"
+                   for w in workers), "the loader worker outlived its owner"
+
+
+def test_a_loader_worker_whose_owner_died_before_it_started_exits_at_once():
+    """The race torch's own check misses: the owner was gone before the worker looked (its parent is init)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; sys.path.insert(0, %r); from plint_core.data.loader import _exit_with_owner; "
+            "_exit_with_owner(-1, 0); time.sleep(60)") % str(__import__("pathlib").Path(__file__).parent.parent)
+    proc = subprocess.run([sys.executable, "-c", code], timeout=30)
+    assert proc.returncode == 0

@@ -14,8 +14,11 @@ GPU through pinned memory with ``non_blocking`` copies.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import threading
+import time
 from typing import Iterator
 
 import numpy as np
@@ -119,7 +122,24 @@ def batch_loader(images: Images, batch_size: int, device: torch.device, *, gener
     # number of workers.
     return DataLoader(RowBatches(images, **extras), batch_size=None, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                      prefetch_factor=2 if workers > 0 else None, generator=torch.Generator().manual_seed(0))
+                      prefetch_factor=2 if workers > 0 else None, generator=torch.Generator().manual_seed(0),
+                      worker_init_fn=functools.partial(_exit_with_owner, os.getpid()) if workers > 0 else None)
+
+
+def _exit_with_owner(owner: int, worker_id: int) -> None:
+    """In a loader worker: end this process as soon as the process that made the loader is gone.
+
+    torch's own check compares the parent's pid with the one the worker saw when
+    it started; a worker still importing torch when its owner was killed (a
+    cancelled job, a killed server) saw init's pid already and would wait forever,
+    holding its memory. This compares with the owner's pid, passed in, once a second.
+    """
+    def watch() -> None:
+        while os.getppid() == owner:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="plint-loader-owner-watch", daemon=True).start()
 
 
 def iterate(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
