@@ -23,7 +23,7 @@ from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .embedding.parametric_tsne import TSNEConfig
 from .errors import PlintError, RunCancelled
-from .finetune import FinetuneConfig, Progress, format_duration
+from .finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration
 from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
@@ -56,6 +56,18 @@ def _arg_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 _size, _floats, _names = _arg_type(parse_size), _arg_type(parse_floats), _arg_type(parse_names)
+
+
+def _patience(text: str) -> int | None:
+    """``--patience``: a positive whole number, or 0 for none (never stop early)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of evaluations: give 0 (never stop early) or a "
+                                         "positive whole number")
+    return value or None
 
 
 def _threads(text: str) -> int:
@@ -130,7 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "(the app's PLINT_TSNE_CONFIG); part of the embedding's key")
     run = p
     run.add_argument("--spec", required=True, metavar="SPEC.json")
-    run.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
+    run.add_argument("--steps", type=int, default=FinetuneConfig.steps,
+                     help=f"optimisation steps of each run, PLI and control (default {FinetuneConfig.steps:,})")
+    run.add_argument("--epochs", type=int, default=None, help="passes over the training rows instead of --steps")
+    run.add_argument("--select", choices=SELECT_RULES, default=FinetuneConfig.select,
+                     help="weights each run keeps: best-val (default), its checkpoint with the best accuracy on the "
+                          "validation images (the val split, or a fixed slice held out of the training split; never "
+                          "the test split), the starting weights included; or last, those after its last step")
+    run.add_argument("--patience", type=_patience, default=FinetuneConfig.patience, metavar="N",
+                     help="best-val: stop a run after N evaluations in a row below its best (default "
+                          f"{FinetuneConfig.patience}; 0: never early)")
+    run.add_argument("--evaluations", type=int, default=FinetuneConfig.evaluations, metavar="N",
+                     help=f"best-val: validation evaluations per run (default {FinetuneConfig.evaluations})")
+    run.add_argument("--val-points", type=int, default=FinetuneConfig.val_points, metavar="N",
+                     help=f"best-val: validation images scored, at most (default {FinetuneConfig.val_points:,})")
     run.add_argument("--lam", type=float, default=FinetuneConfig.lam)
     run.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     run.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size)
@@ -291,8 +316,10 @@ def cmd_run(a: argparse.Namespace) -> None:
     if not spec_path.is_file():
         raise PlintError(f"spec file {a.spec!r} does not exist")
     spec = InterventionSpec.from_json(spec_path.read_text(encoding="utf-8"))
-    config = FinetuneConfig(lam=a.lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
-                            train_points=a.train_points, device=a.device, amp=a.amp, workers=a.workers)
+    config = FinetuneConfig(lam=a.lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size,
+                            seed=a.seed, train_points=a.train_points, select=a.select, patience=a.patience,
+                            evaluations=a.evaluations, val_points=a.val_points, device=a.device, amp=a.amp,
+                            workers=a.workers)
     tsne = _tsne(a)
     _, _, layer = _checked_inputs(a, spec)
     last = [0.0]
@@ -316,6 +343,10 @@ def cmd_run(a: argparse.Namespace) -> None:
     result = dict(res.result, seconds=round(time.perf_counter() - started, 3), run_dir=str(res.directory))
     write_json_atomic(Path(a.out) / "result.json", result)
     acc = result["accuracy"]
+    for name, sel in result.get("selection", {}).items():
+        if sel.get("rule") == "best-val":
+            stop = f", stopped early after {sel['steps_run']}" if sel.get("stopped_early") else ""
+            _log(f"{name}: kept step {sel['step']} (validation accuracy {sel['score']:.4f}{stop})")
     _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "
          f"wrote {a.out}/result.json{' (cached run)' if outcome.cache_hit else ''}")
 

@@ -14,7 +14,7 @@ import copy
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -25,9 +25,16 @@ from .data.images import Images
 from .data.loader import batch_loader, iterate
 from .device import autocast_dtype, resolve_device, trim_memory
 from .errors import PlintError, RunCancelled
-from .latents import as_images, capture, model_input, uses_convolutions
+from .latents import as_images, capture, inference_batch_size, model_input, uses_convolutions
 from .models.exclusive import exclusive
 from .models.spec import ModelBundle
+from .validation import Selection, Selector, eval_steps
+
+DEFAULT_STEPS = 1000
+"""The default step budget of each run (PLI and control). Enough for the digits demo's edits to show (22
+epochs of its 1,437 training images) and about half an epoch of Fashion-MNIST; with the best checkpoint kept
+and early stopping (:mod:`plint_core.validation`) a run that has stopped improving ends sooner."""
+SELECT_RULES = ("best-val", "last")
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,20 @@ class FinetuneConfig:
     """Hyper-parameters shared by the PLI run and its control.
 
     lam: weight of the embedding term, in [0, 1] (default 0.1, the paper's).
-    epochs: passes over the training split (default 40).
+    steps: optimisation steps of each run (default :data:`DEFAULT_STEPS`), whatever the data set's size.
+    epochs: passes over the training rows instead of ``steps`` (default ``None``: ``steps`` decide).
     lr: Adam learning rate (default 1e-3).
     batch_size: images per step (default 32).
     seed: seeds the initial shuffle, every batch order and the ``train_points`` subset (default 0).
     train_points: fine-tune on a stratified subset of this many training points, the moved points always
         included (default ``None``: all of them); for large data sets, where an epoch over everything is long.
+    select: which weights a run keeps: ``best-val`` (default), the checkpoint with the best validation
+        accuracy, the starting weights included, or ``last``, the weights after the last step
+        (:mod:`plint_core.validation`; never the test split).
+    patience: with ``best-val``, stop a run after this many evaluations in a row below its best score
+        (default 5; ``None``: run every step).
+    evaluations: with ``best-val``, validation evaluations spread over the planned steps (default 10).
+    val_points: validation images scored per evaluation, at most (default 1,000; a fixed stratified sample).
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
     amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
         off for the CPU); not part of a run's key, recorded in its result.
@@ -48,11 +63,16 @@ class FinetuneConfig:
     """
 
     lam: float = 0.1
-    epochs: int = 40
+    epochs: int | None = None
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
     train_points: int | None = None
+    steps: int = DEFAULT_STEPS
+    select: str = "best-val"
+    patience: int | None = 5
+    evaluations: int = 10
+    val_points: int = 1000
     device: str = "auto"
     amp: bool | None = None
     workers: int | None = None
@@ -60,8 +80,11 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.lam <= 1.0:
             raise PlintError(f"lam is {self.lam}: it must lie in [0, 1] (0.1 is the paper's)")
-        if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
-            raise PlintError(f"epochs is {self.epochs}: give a whole number from 1 to 1000")
+        if self.epochs is not None and not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
+            raise PlintError(f"epochs is {self.epochs}: give a whole number from 1 to 1000, or none to let the "
+                             "step budget decide")
+        if not (isinstance(self.steps, int) and 1 <= self.steps <= 1_000_000):
+            raise PlintError(f"steps is {self.steps}: give a whole number from 1 to 1,000,000")
         if not (self.lr > 0 and self.lr < 1):
             raise PlintError(f"learning rate is {self.lr}: it must lie in (0, 1), e.g. 1e-3")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
@@ -69,16 +92,41 @@ class FinetuneConfig:
         if self.train_points is not None and not (isinstance(self.train_points, int) and self.train_points >= 2):
             raise PlintError(f"train points is {self.train_points}: give a whole number of at least 2, or leave it "
                              "empty to fine-tune on the whole training split")
+        if self.select not in SELECT_RULES:
+            raise PlintError(f"select is {self.select!r}: use 'best-val' (the checkpoint with the best validation "
+                             "accuracy) or 'last'")
+        if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
+            raise PlintError(f"patience is {self.patience}: give a whole number of evaluations, 1 or more, or "
+                             "none to never stop early")
+        if not (isinstance(self.evaluations, int) and 1 <= self.evaluations <= 1000):
+            raise PlintError(f"evaluations is {self.evaluations}: give a whole number from 1 to 1000")
+        if not (isinstance(self.val_points, int) and self.val_points >= 10):
+            raise PlintError(f"val points is {self.val_points}: give a whole number of at least 10")
+
+    def schedule(self, steps_per_epoch: int) -> tuple[int, int]:
+        """``(epochs, steps)`` each run goes through at most, for ``steps_per_epoch`` batches an epoch."""
+        if self.epochs is not None:
+            return self.epochs, self.epochs * steps_per_epoch
+        return -(-self.steps // steps_per_epoch), self.steps
 
     def key_dict(self) -> dict:
-        """The fields that determine a run's result (all but ``device``, ``amp`` and ``workers``;
-        ``train_points`` only when set, so earlier runs keep their keys)."""
+        """The fields that determine a run's result (all but ``device``, ``amp`` and ``workers``; ``epochs``
+        or ``steps``, whichever decides; ``train_points`` only when set)."""
         d = asdict(self)
         for name in ("device", "amp", "workers"):
             d.pop(name)
+        d.pop("steps" if self.epochs is not None else "epochs")
         if d["train_points"] is None:
             d.pop("train_points")
+        if self.select == "last":
+            for name in ("patience", "evaluations", "val_points"):
+                d.pop(name)
         return d
+
+    def describe(self) -> str:
+        """``1,000 steps`` or ``3 epochs``, and the rule: for tables and labels."""
+        plan = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps:,} steps"
+        return plan + (", best validation checkpoint" if self.select == "best-val" else ", last step")
 
 
 @dataclass(frozen=True)
@@ -137,53 +185,80 @@ class _Clock:
 
     def tick(self) -> float | None:
         self.done += 1
+        return self.left()
+
+    def left(self) -> float | None:
         if self.done < ESTIMATE_AFTER_STEPS:
             return None
         return (time.perf_counter() - self.started) / self.done * (self.total - self.done)
 
 
-def training_rows(labels: np.ndarray, moved: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """Rows to fine-tune on: all of them (``n`` None or ≥ the split), else the ``moved`` rows and a sample of
-    the others stratified by label (``seed``), ``n`` in all — or just the moved rows if they are more."""
+def training_rows(labels: np.ndarray, moved: np.ndarray, n: int | None, seed: int,
+                  exclude: np.ndarray | None = None) -> np.ndarray:
+    """Rows to fine-tune on: all of them but ``exclude`` (rows held out for validation) when ``n`` is None or at
+    least that many, else the ``moved`` rows and a sample of the others stratified by label (``seed``), ``n`` in
+    all — or just the moved rows if they are more."""
     rows = np.arange(len(labels))
-    if n is None or n >= len(labels):
+    if exclude is not None and len(exclude):
+        keep = np.ones(len(labels), dtype=bool)
+        keep[exclude] = False
+        rows = rows[keep]
+    if n is None or n >= len(rows):
         return rows
     moved = np.asarray(moved, dtype=bool)
-    rest = rows[~moved]
+    rest = rows[~moved[rows]]
     fill = n - int(moved.sum())
     if fill <= 0:
-        return rows[moved]
+        return np.flatnonzero(moved)
     from sklearn.model_selection import train_test_split
 
     try:
         picked, _ = train_test_split(rest, train_size=fill, random_state=seed, stratify=labels[rest])
     except ValueError:  # a class too rare to stratify: a plain seeded sample
         picked = np.random.default_rng(seed).choice(rest, fill, replace=False)
-    return np.sort(np.concatenate([rows[moved], picked]))
+    return np.sort(np.concatenate([np.flatnonzero(moved), picked]))
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Images the runs are scored on to pick their checkpoints (:mod:`plint_core.validation`), their labels,
+    and where they come from, in words (``val split`` or ``held-out training slice``)."""
+
+    images: Images
+    labels: np.ndarray
+    source: str
 
 
 def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
                   config: FinetuneConfig, progress: Callable[[Progress], None] | None = None,
-                  cancel: threading.Event | None = None) -> tuple[nn.Module, nn.Module]:
-    """Fine-tune a PLI copy and a control copy of ``bundle.module``; returns ``(pli, control)`` on the CPU.
+                  cancel: threading.Event | None = None, validation: ValidationSet | None = None
+                  ) -> tuple[nn.Module, nn.Module, dict[str, Selection]]:
+    """Fine-tune a PLI copy and a control copy of ``bundle.module``; returns ``(pli, control, selections)`` on
+    the CPU, ``selections`` saying for ``pli`` and ``control`` which step each kept and why.
 
-    ``progress`` is called after every step; setting ``cancel`` makes the
-    loop raise :class:`RunCancelled` at the next step.
+    With ``validation`` and ``config.select == "best-val"`` each run keeps its best-scoring checkpoint (the
+    starting weights included) and may stop early; otherwise the weights after its last step. ``progress``
+    is called after every step; setting ``cancel`` makes the loop raise :class:`RunCancelled` at the next step.
     """
     if scale <= 0 or not np.isfinite(scale):
         raise PlintError(f"embedding scale is {scale}: fit the embedding before fine-tuning")
-    steps = -(-len(source.labels) // config.batch_size)
-    clock = _Clock(2 * config.epochs * steps)
-    pli = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock)
+    steps_per_epoch = -(-len(source.labels) // config.batch_size)
+    _, total = config.schedule(steps_per_epoch)
+    clock = _Clock(2 * total)
+    pli, pli_sel = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock,
+                          validation)
     trim_memory()
-    control = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel, clock)
+    before = pli_sel.curve[0][1] if pli_sel.curve else None
+    control, control_sel = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel,
+                                  clock, validation, before)
     trim_memory()
-    return pli, control
+    return pli, control, {"pli": pli_sel, "control": control_sel}
 
 
 def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
            config: FinetuneConfig, lam: float, run: str, progress: Callable[[Progress], None] | None,
-           cancel: threading.Event | None, clock: _Clock) -> nn.Module:
+           cancel: threading.Event | None, clock: _Clock, validation: ValidationSet | None = None,
+           before: float | None = None) -> tuple[nn.Module, Selection]:
     device = resolve_device(config.device)
     dtype = autocast_dtype(device, config.amp)
     torch.manual_seed(config.seed)
@@ -205,9 +280,16 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                           labels=np.asarray(source.labels, dtype=np.int64),
                           targets=np.asarray(source.targets, dtype=np.float32))
     steps = len(loader)
+    epochs, total = config.schedule(steps)
+    scorer = _Scorer(bundle, validation, device, dtype, model, config.workers) \
+        if validation is not None and config.select == "best-val" else None
+    selector = Selector(scorer(model) if before is None else before, config.patience) if scorer else None
+    selection = selector.selection if selector else Selection("last")
     ce_fn = nn.CrossEntropyLoss()
+    checkpoints = set(eval_steps(total, config.evaluations)) if scorer else set()
+    done, stop = 0, False
     with capture(model, layer) as box:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, epochs + 1):
             for step, batch in enumerate(iterate(loader), start=1):
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled(f"{run} run cancelled in epoch {epoch}")
@@ -224,9 +306,52 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                left = clock.tick()
+                done += 1
+                last = Progress(run, epoch, epochs, step, steps, ce.item(), embed.item(), loss.item(), clock.tick())
                 if progress is not None:
-                    progress(Progress(run, epoch, config.epochs, step, steps, ce.item(), embed.item(), loss.item(),
-                                      left))
+                    progress(last)
+                if done in checkpoints:
+                    stop = selector.offer(done, epoch, scorer(model), model)
+                if stop or done >= total:
+                    break
+            if stop or done >= total:
+                break
+    if done < total:  # stopped early: the time left counts only the steps still to come, and says so at once
+        clock.total -= total - done
+        if progress is not None:
+            progress(replace(last, seconds_left=clock.left()))
     model.zero_grad(set_to_none=True)  # the last step's gradients are not part of the result
-    return model.eval().to(memory_format=torch.contiguous_format).cpu()
+    if selector is not None:
+        with exclusive(bundle.module):
+            selector.restore(model, bundle.module)
+    else:
+        selection.step, selection.steps_run = done, done
+        selection.epoch = epoch
+    return model.eval().to(memory_format=torch.contiguous_format).cpu(), selection
+
+
+class _Scorer:
+    """Validation accuracy of the model being trained (eval mode, no gradients, the training's precision),
+    without moving it off its device."""
+
+    def __init__(self, bundle: ModelBundle, validation: ValidationSet, device: torch.device,
+                 dtype: torch.dtype | None, model: nn.Module, workers: int | None):
+        self.images = as_images(validation.images)
+        self.labels = np.asarray(validation.labels, dtype=np.int64)
+        self.device, self.dtype = device, dtype
+        self.convert = model_input(bundle, self.images, device, model)
+        self.loader = batch_loader(self.images, inference_batch_size(self.images.shape[1:], device), device,
+                                   workers=workers)
+
+    def __call__(self, model: nn.Module) -> float:
+        was_training = model.training
+        model.eval()
+        correct = 0
+        with torch.no_grad(), (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None
+                               else nullcontext()):
+            for batch in iterate(self.loader):
+                rows = batch["index"].numpy()
+                predicted = model(self.convert(batch["images"])).argmax(1).cpu().numpy()
+                correct += int((predicted == self.labels[rows]).sum())
+        model.train(was_training)
+        return correct / max(len(self.labels), 1)

@@ -20,7 +20,7 @@ from .device import autocast_dtype, precision_name, resolve_device
 from .embedding.parametric_tsne import ParametricTSNE, TSNEConfig
 from .embedding.quality import embedding_quality
 from .errors import PlintError
-from .finetune import FinetuneConfig, Progress, TrainingBatchSource, finetune_pair, training_rows
+from .finetune import FinetuneConfig, Progress, TrainingBatchSource, ValidationSet, finetune_pair, training_rows
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
 from .latents import forward_pass, resolve_layer
@@ -28,6 +28,7 @@ from .metrics import Evaluation, evaluate, mean_target_distance
 from .models.spec import ModelBundle
 from .models.weights import save_model, state_fingerprint
 from .store import EMBEDDING_META, RESULT, RunStore, make_key
+from .validation import stratified_sample, validation_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,11 +182,12 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
     if store.has_run(run_id):
         return load_run(store, run_id, started)
     device = resolve_device(config.device)
-    rows = training_rows(data.train.labels, moved, config.train_points, config.seed)
+    validation, held_out = validation_set(data, moved, config)
+    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
     train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
     source = TrainingBatchSource(train.images, train.labels, targets[rows])
-    pli, control = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale, source,
-                                 config, progress, cancel)
+    pli, control, selections = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
+                                             source, config, progress, cancel, validation)
     models = {"before": bundle.module, "after": pli, "control": control}
     evals: dict[str, Evaluation] = {}
     distance: dict[str, float] = {}
@@ -212,6 +214,9 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint,
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
         "n_train": int(len(rows)),
+        "validation": None if validation is None else {"source": validation.source, "n": int(len(validation.labels)),
+                                                       "before": selections["pli"].curve[0][1]},
+        "selection": {name: sel.to_dict() for name, sel in selections.items()},
         "spec": spec.to_dict(), "finetune": config.key_dict(),
         "accuracy": {k: e.accuracy for k, e in evals.items()},
         "confusion": {k: e.confusion.tolist() for k, e in evals.items()},
@@ -242,6 +247,23 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
 
     directory = store.write(store.run_dir(run_id), fill)
     return RunResult(run_id, result, directory, False, table, targets, moved)
+
+
+def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> tuple[ValidationSet | None, np.ndarray]:
+    """The images a run's checkpoints are scored on (:mod:`plint_core.validation`) and the training rows held out
+    for them: the ``val`` split (nothing held out) or a fixed slice of the training split; never the test split.
+    ``(None, [])`` when the run keeps its last step (``select="last"``)."""
+    none = np.zeros(0, dtype=np.int64)
+    if config.select != "best-val":
+        return None, none
+    if data.val is not None and len(data.val):
+        rows = stratified_sample(data.val.labels, np.arange(len(data.val)), config.val_points)
+        return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split"), none
+    held = validation_rows(data.train.labels, moved, config.val_points)
+    if not len(held):
+        return None, none
+    return ValidationSet(data.train.images.subset(held), data.train.labels[held],
+                         "held-out slice of the training split"), held
 
 
 def load_run(store: RunStore, run_id: str, started: float | None = None, *, cache_hit: bool = True) -> RunResult:

@@ -40,7 +40,7 @@ def test_pli_follows_targets_and_control_does_not(demo, setup):
     cfg = FinetuneConfig(lam=0.5, epochs=4, lr=1e-3, batch_size=32, seed=0, device="cpu")
     weights = {k: v.clone() for k, v in embedder.state_dict().items()}
     trainable = [p.requires_grad for p in embedder.parameters()]
-    pli, control = finetune_pair(demo, "logits", embedder, scale, source, cfg)
+    pli, control, _ = finetune_pair(demo, "logits", embedder, scale, source, cfg)
     before = _distance(demo.module, demo, embedder, source, moved)
     after = _distance(pli, demo, embedder, source, moved)
     assert after < 0.5 * before
@@ -54,7 +54,7 @@ def test_pli_follows_targets_and_control_does_not(demo, setup):
 def test_lambda_zero_makes_pli_identical_to_control(demo, setup):
     embedder, source, _, scale = setup
     cfg = FinetuneConfig(lam=0.0, epochs=1, batch_size=64, seed=5, device="cpu")
-    pli, control = finetune_pair(demo, "logits", embedder, scale, source, cfg)
+    pli, control, _ = finetune_pair(demo, "logits", embedder, scale, source, cfg)
     for a, b in zip(pli.state_dict().values(), control.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -123,7 +123,7 @@ class RunTask:
 
     @property
     def label(self) -> str:
-        return f"fine-tuning run (λ {self.finetune.lam}, {self.finetune.epochs} epochs)"
+        return f"fine-tuning run (λ {self.finetune.lam}, {self.finetune.describe()})"
 
     def run(self, report: Report, cancel: threading.Event) -> Outcome:
         from ..pipeline import run_intervention

@@ -1,0 +1,152 @@
+"""Which weights a fine-tuning run keeps: the best validation checkpoint (the starting weights included), chosen
+on the val split or a held-out training slice, never on the test split; early stopping; the same rule for PLI and
+the control."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from plint_core.errors import PlintError
+from plint_core.finetune import FinetuneConfig, training_rows
+from plint_core.intervention import InterventionSpec
+from plint_core.pipeline import run_intervention, validation_set
+from plint_core.store import RunStore
+from plint_core.validation import Selector, eval_steps, validation_rows
+
+SPEC = InterventionSpec.from_dict({"moves": [{"select": {"classes": [3]}, "translate": [-3.0, 0.0],
+                                              "contract": 0.8}]})
+QUICK = dict(steps=120, evaluations=4, device="cpu")
+
+
+def weights(model: nn.Module) -> list[torch.Tensor]:
+    return [v.clone() for v in model.state_dict().values()]
+
+
+def test_selector_keeps_the_latest_of_the_best_and_stops_after_patience():
+    torch.manual_seed(0)
+    model, start = nn.Linear(3, 2), nn.Linear(3, 2)
+    selector = Selector(before=0.5, patience=2)
+    snapshots = {}
+    for step, score in ((10, 0.6), (20, 0.6), (30, 0.4), (40, 0.3)):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        snapshots[step] = weights(model)
+        stop = selector.offer(step, 1, score, model)
+        assert stop is (step == 40), "two evaluations in a row below the best stop the run, not one"
+    sel = selector.selection
+    assert (sel.step, sel.score, sel.stopped_early, sel.steps_run) == (20, 0.6, True, 40)
+    assert sel.curve == [(0, 0.5), (10, 0.6), (20, 0.6), (30, 0.4), (40, 0.3)]
+    restored = selector.restore(copy.deepcopy(model), start)
+    for a, b in zip(weights(restored), snapshots[20]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_when_nothing_beats_the_start_the_start_is_kept():
+    model, start = nn.Linear(3, 2), nn.Linear(3, 2)
+    selector = Selector(before=0.9, patience=None)
+    for step in (1, 2, 3):
+        assert selector.offer(step, 1, 0.5, model) is False, "no patience: never stops early"
+    assert selector.selection.step == 0 and selector.selection.score == 0.9
+    for a, b in zip(weights(selector.restore(model, start)), weights(start)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_evaluation_steps_are_spread_and_end_on_the_last():
+    assert eval_steps(1000, 10) == list(range(100, 1001, 100))
+    assert eval_steps(7, 10)[-1] == 7 and len(eval_steps(7, 10)) == 7
+    assert eval_steps(5, 0) == []
+
+
+def test_held_out_slice_is_fixed_stratified_and_never_a_moved_point(digits):
+    labels = digits.train.labels
+    moved = labels == 3
+    rows = validation_rows(labels, moved, 1000)
+    assert np.array_equal(rows, validation_rows(labels, moved, 1000)), "the same for every run and seed"
+    assert len(rows) == round(0.1 * len(labels)) and not moved[rows].any()
+    assert set(np.unique(labels[rows])) == set(range(10)) - {3}
+    assert len(validation_rows(labels, moved, 50)) == 50
+    train = training_rows(labels, moved, None, 0, exclude=rows)
+    assert not np.isin(rows, train).any() and moved[train].sum() == moved.sum()
+
+
+def test_the_val_split_is_used_where_there_is_one(digits):
+    with_val = digits.with_splits(val=digits.train.subset(np.arange(200)))
+    validation, held = validation_set(with_val, np.zeros(len(digits.train), bool), FinetuneConfig(val_points=150))
+    assert validation.source == "val split" and len(validation.labels) == 150 and len(held) == 0
+    none, _ = validation_set(with_val, np.zeros(len(digits.train), bool), FinetuneConfig(select="last"))
+    assert none is None
+
+
+def test_the_test_split_never_decides_which_weights_are_kept(tmp_path, digits, demo, demo_embedding):
+    """Scrambling the test labels (and images) changes the reported test figures, not the selection."""
+    rng = np.random.default_rng(0)
+    test = digits.test
+    scrambled = digits.with_splits(test=type(test)(test.images.subset(rng.permutation(len(test))),
+                                                   rng.permutation(test.labels), test.ids))
+    config = FinetuneConfig(lr=3e-3, **QUICK)
+    runs = [run_intervention(d, demo, demo_embedding, SPEC, config, store=RunStore(tmp_path / name))
+            for name, d in (("real", digits), ("scrambled", scrambled))]
+    a, b = (r.result for r in runs)
+    assert a["selection"] == b["selection"] and a["validation"] == b["validation"]
+    assert a["validation"]["source"] == "held-out slice of the training split"
+    assert a["accuracy"]["before"] != b["accuracy"]["before"], "the test figures did change"
+    from safetensors.torch import load_file
+
+    for name in ("finetuned", "control"):
+        wa, wb = (load_file(r.directory / f"{name}.safetensors") for r in runs)
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_a_harmful_setting_cannot_lower_validation_accuracy(tmp_path, digits, demo, demo_embedding):
+    config = FinetuneConfig(lr=0.3, patience=2, **QUICK)  # Adam at 0.3 wrecks the demo CNN within a few steps
+    result = run_intervention(digits, demo, demo_embedding, SPEC, config, store=RunStore(tmp_path)).result
+    before = result["validation"]["before"]
+    for name in ("pli", "control"):
+        sel = result["selection"][name]
+        assert sel["score"] >= before and min(score for _, score in sel["curve"][1:]) < before
+        assert sel["step"] == 0 and sel["stopped_early"] and sel["steps_run"] < QUICK["steps"]
+    assert result["accuracy"]["after"] == result["accuracy"]["before"] == result["accuracy"]["control"], \
+        "a run that kept its starting weights predicts as before"
+
+
+def test_last_keeps_the_last_step_without_validation(tmp_path, digits, demo, demo_embedding):
+    result = run_intervention(digits, demo, demo_embedding, SPEC, FinetuneConfig(select="last", **QUICK),
+                              store=RunStore(tmp_path)).result
+    assert result["validation"] is None and result["n_train"] == len(digits.train)
+    assert result["selection"]["pli"] == {"rule": "last", "step": 120, "epoch": 3, "score": None, "steps_run": 120,
+                                          "stopped_early": False, "curve": []}
+
+
+def test_step_budget_and_epochs_are_keyed_and_checked():
+    assert FinetuneConfig().schedule(45) == (23, 1000) and FinetuneConfig(epochs=3).schedule(45) == (3, 135)
+    assert "steps" in FinetuneConfig().key_dict() and "epochs" not in FinetuneConfig().key_dict()
+    assert "epochs" in FinetuneConfig(epochs=3).key_dict() and "steps" not in FinetuneConfig(epochs=3).key_dict()
+    assert FinetuneConfig(patience=3).key_dict() != FinetuneConfig().key_dict()
+    for bad in ({"select": "best"}, {"patience": 0}, {"evaluations": 0}, {"val_points": 5}, {"steps": 0},
+                {"epochs": 0}):
+        with pytest.raises(PlintError):
+            FinetuneConfig(**bad)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--patience", "x"], "is not a number of evaluations"),
+    (["--select", "best"], "invalid choice"),
+    (["--steps", "0"], "steps is 0"),
+])
+def test_cli_selection_options_are_checked(tmp_path, argv, fragment):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(SPEC.to_json())
+    proc = subprocess.run([sys.executable, "-m", "plint_core", "run", "--data", "digits", "--model", "demo", "--spec",
+                           str(spec), "--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path / "runs"), *argv],
+                          capture_output=True, text=True, cwd=__import__("pathlib").Path(__file__).parent.parent)
+    assert proc.returncode == 2 and fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "o").exists()
