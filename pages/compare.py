@@ -17,7 +17,10 @@ from plint_app.metrics_view import (
     metrics_csv,
     moved_groups,
     per_class_table,
+    schedule_summary,
+    selection_summary,
     spec_summary,
+    validation_figure,
 )
 from plint_app.project import Project
 from plint_app.resources import embedding_job, stored_run
@@ -65,7 +68,7 @@ except PlintError as exc:
 r = res.result
 names = r["classes"]
 ft = r["finetune"]
-st.caption(f"**Moves** {spec_summary(r['spec'])} · **λ** {ft['lam']:g} · **epochs** {ft['epochs']} · "
+st.caption(f"**Moves** {spec_summary(r['spec'])} · **λ** {ft['lam']:g} · **{schedule_summary(ft)}** · "
            f"**lr** {ft['lr']:.0e} · **seed** {ft['seed']} · **layer** {r['layer']} · **device** {r['device']} · "
            f"{r['n_moved']:,} training points moved · {r['n_test']:,} test images")
 
@@ -74,6 +77,12 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Test accuracy before", f"{acc['before']:.4f}")
 c2.metric("After PLI fine-tuning", f"{acc['after']:.4f}", f"{acc['after'] - acc['before']:+.4f}")
 c3.metric("Control (CE only)", f"{acc['control']:.4f}", f"{acc['control'] - acc['before']:+.4f}")
+if selection_summary(r):
+    st.caption(selection_summary(r))
+curves = validation_figure(r)
+if curves is not None:
+    with st.expander("Validation during fine-tuning: which step each run kept"):
+        st.plotly_chart(curves, config={"displaylogo": False})
 
 st.subheader("Confusion matrices (test set; rows = true class, columns = prediction)")
 zmax = confusion_max(r)

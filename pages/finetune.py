@@ -5,7 +5,7 @@ import streamlit as st
 
 from plint_app.history import history_table, run_label
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, Queued, relay
-from plint_app.metrics_view import spec_summary
+from plint_app.metrics_view import selection_summary, spec_summary
 from plint_app.project import Project
 from plint_app.resources import embedding_job, executor, session_workspace
 from plint_app.run_archives import export_bytes, import_upload
@@ -20,22 +20,24 @@ from plint_app.ui import (
     show_flash,
 )
 from plint_core.errors import PlintError
-from plint_core.finetune import FinetuneConfig, Progress, format_duration
+from plint_core.finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration
 from plint_core.pipeline import load_run, run_key
 from plint_core.runs.tasks import RunTask
 
 DEFAULTS = FinetuneConfig()
 LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS.lr}))
+SELECT_LABELS = {"best-val": "Best validation checkpoint (default)", "last": "The last step"}
 RUN_TITLES = {"pli": "PLI run (cross-entropy + embedding term)", "control": "Control run (cross-entropy only)"}
 
 
 def settings(proj: Project) -> FinetuneConfig:
     """The config from the widgets (raises ``PlintError`` on a bad value)."""
     s = st.session_state
-    points = int(s["w_points"])
-    return FinetuneConfig(lam=float(s["w_lam"]), epochs=int(s["w_epochs"]), lr=float(s["w_lr"]),
+    points, epochs, patience = int(s["w_points"]), int(s["w_epochs"]), int(s["w_patience"])
+    return FinetuneConfig(lam=float(s["w_lam"]), steps=int(s["w_steps"]), epochs=epochs or None, lr=float(s["w_lr"]),
                           batch_size=int(s["w_batch"]), seed=int(s["w_seed"]), device=proj.config.device,
-                          train_points=points if 0 < points < len(proj.data.train) else None)
+                          train_points=points if 0 < points < len(proj.data.train) else None,
+                          select=s["w_select"], patience=patience or None)
 
 
 def start_run(proj: Project) -> None:
@@ -111,6 +113,8 @@ def run_outcome(job: Job) -> None:
         else:
             st.success(f"Run `{res.run_id}` finished in {res.result['seconds']:.1f} s on "
                        f"{res.result['device'].upper()}.", icon=":material/check_circle:")
+        if selection_summary(res.result):
+            st.caption(selection_summary(res.result))
         c1, c2, c3 = st.columns(3)
         c1.metric("Test accuracy before", f"{acc['before']:.4f}")
         c2.metric("After PLI fine-tuning", f"{acc['after']:.4f}", f"{acc['after'] - acc['before']:+.4f}")
@@ -154,15 +158,17 @@ else:
     st.info("There are no moves yet. Select groups of points and move them first.", icon=":material/info:")
     page_link("embedding", "Go to Embedding & interventions", icon=":material/scatter_plot:")
 
-for key, value in (("w_lam", DEFAULTS.lam), ("w_epochs", DEFAULTS.epochs), ("w_lr", DEFAULTS.lr),
-                   ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size), ("w_points", 0)):
+for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epochs", 0), ("w_lr", DEFAULTS.lr),
+                   ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size), ("w_points", 0),
+                   ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
 c1.slider("λ (weight of the embedding term)", 0.0, 1.0, step=0.01, key="w_lam", persist_state="session",
           help="0 = cross-entropy only (like the control); larger values follow the moves more strongly. "
                f"The paper uses {DEFAULTS.lam}.")
-c2.number_input("Epochs", min_value=1, max_value=1000, step=1, key="w_epochs", persist_state="session",
-                help="Passes over the training images, for both the PLI run and the control.")
+c2.number_input("Steps", min_value=1, max_value=1_000_000, step=100, key="w_steps", persist_state="session",
+                help="Optimisation steps of the PLI run and of the control, whatever the size of the data set. "
+                     "Each keeps the step with the best validation accuracy (see More settings).")
 c3.select_slider("Learning rate", LR_CHOICES, key="w_lr", persist_state="session", format_func=lambda v: f"{v:.0e}",
                  help="Adam step size. Small values change the classifier gently.")
 c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="w_seed", persist_state="session",
@@ -175,6 +181,17 @@ with st.expander("More settings"):
                     help=f"Fine-tune on a subset of this many of the {len(proj.data.train):,} training images, "
                          "stratified by class; the moved points are always included. For large data sets, where "
                          "an epoch over everything takes long.")
+    st.number_input("Epochs (0 = the steps above decide)", min_value=0, max_value=1000, step=1, key="w_epochs",
+                    persist_state="session",
+                    help="Passes over the training images instead of a number of steps.")
+    st.selectbox("Weights each run keeps", SELECT_RULES, key="w_select", persist_state="session",
+                 format_func=SELECT_LABELS.get,
+                 help="Best validation checkpoint: both runs are scored on the data set's val split (or a fixed "
+                      "slice held out of the training split, never the test split) during training, and each keeps "
+                      "its best step; the weights before fine-tuning count too, so a run never ends below them.")
+    st.number_input("Early stopping: evaluations below the best before a run stops (0 = never)", min_value=0,
+                    max_value=100, step=1, key="w_patience", persist_state="session",
+                    disabled=st.session_state["w_select"] != "best-val")
     st.caption(f"Device: {device_label()} (PLINT_DEVICE={proj.config.device})")
 
 job = sess.run_job

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .metrics_view import spec_summary
+from .metrics_view import schedule_summary, spec_summary
 
-COLUMNS = ["time", "moves", "λ", "epochs", "lr", "seed", "accuracy before", "accuracy after", "accuracy control",
+COLUMNS = ["time", "moves", "λ", "schedule", "lr", "seed", "accuracy before", "accuracy after", "accuracy control",
            "device", "data", "layer", "run id"]
 
 
@@ -16,7 +16,7 @@ def history_table(runs: list[dict]) -> pd.DataFrame:
         try:
             ft, acc = r["finetune"], r["accuracy"]
             rows.append({"time": r.get("created", "").replace("T", " "), "moves": spec_summary(r.get("spec", {})),
-                         "λ": ft["lam"], "epochs": ft["epochs"], "lr": ft["lr"], "seed": ft["seed"],
+                         "λ": ft["lam"], "schedule": schedule_summary(ft), "lr": ft["lr"], "seed": ft["seed"],
                          "accuracy before": acc["before"], "accuracy after": acc["after"],
                          "accuracy control": acc["control"], "device": r.get("device", ""), "data": r.get("data", ""),
                          "layer": r.get("layer", ""), "run id": r["run_id"]})
@@ -27,5 +27,5 @@ def history_table(runs: list[dict]) -> pd.DataFrame:
 
 def run_label(row: pd.Series) -> str:
     """A one-line label for a run picker."""
-    return (f"{row['time']} · {row['moves']} · λ={row['λ']:g}, {row['epochs']} ep · "
+    return (f"{row['time']} · {row['moves']} · λ={row['λ']:g}, {row['schedule']} · "
             f"after {row['accuracy after']:.3f} / control {row['accuracy control']:.3f}")

@@ -96,6 +96,58 @@ def spec_summary(spec: dict) -> str:
     return "; ".join(parts) or "(no moves)"
 
 
+def schedule_summary(finetune: dict) -> str:
+    """``1,000 steps`` or ``40 epochs``: what a run's ``finetune`` settings planned."""
+    if finetune.get("epochs") is not None:
+        return f"{finetune['epochs']} epochs"
+    return f"{finetune.get('steps', 0):,} steps"
+
+
+def selection_summary(result: dict) -> str:
+    """Which step each run kept, and by which rule (``""`` for runs that predate the selection rule)."""
+    selection, validation = result.get("selection"), result.get("validation")
+    if not selection:
+        return ""
+    parts = []
+    for name, title in (("pli", "PLI"), ("control", "control")):
+        sel = selection.get(name, {})
+        if sel.get("rule") == "best-val":
+            step = "the weights before fine-tuning" if sel["step"] == 0 else f"step {sel['step']:,}"
+            early = f", stopped early after {sel['steps_run']:,}" if sel.get("stopped_early") else ""
+            parts.append(f"{title} kept {step} (validation accuracy {sel['score']:.4f}{early})")
+        else:
+            parts.append(f"{title} kept its last step ({sel.get('step', 0):,})")
+    if validation:
+        parts.append(f"validation: {validation['n']:,} images of the {validation['source']}, "
+                     f"{validation['before']:.4f} before fine-tuning")
+    return " · ".join(parts)
+
+
+def validation_figure(result: dict, height: int = 260) -> go.Figure | None:
+    """Validation accuracy against step for the PLI run and the control, the kept steps marked; ``None`` when
+    the runs kept their last step without validation."""
+    selection = result.get("selection") or {}
+    curves = {name: selection[name] for name in ("pli", "control")
+              if selection.get(name, {}).get("rule") == "best-val" and selection[name].get("curve")}
+    if not curves:
+        return None
+    fig = go.Figure()
+    for name, sel in curves.items():
+        steps, scores = zip(*sel["curve"])
+        title = "PLI" if name == "pli" else "Control (CE only)"
+        color = "#d62728" if name == "pli" else "#7f7f7f"
+        fig.add_trace(go.Scatter(x=steps, y=scores, mode="lines+markers", name=title, line={"color": color}))
+        fig.add_trace(go.Scatter(x=[sel["step"]], y=[sel["score"]], mode="markers", showlegend=False,
+                                 marker={"symbol": "star", "size": 14, "color": color},
+                                 hovertemplate=f"{title} keeps step %{{x}}<br>validation accuracy %{{y:.4f}}"
+                                               "<extra></extra>"))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title={"text": "Validation accuracy during fine-tuning (★ = the step each run keeps)",
+                             "font": {"size": 13}},
+                      xaxis_title="step", yaxis_title="validation accuracy", legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
 def before_after_figure(table: pd.DataFrame, class_names: Sequence[str], groups: Sequence[tuple[np.ndarray, np.ndarray]],
                           height: int = 520) -> go.Figure:
     """Test points before (left) and after (right) fine-tuning, on the same axes, coloured by true label.

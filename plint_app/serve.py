@@ -166,9 +166,16 @@ def fill_number(page, label: str, value: float, tries: int = 5) -> None:
                 raise
 
 
+EPOCHS_LABEL = "Epochs (0 = the steps above decide)"
+
+
 def press_run(page, epochs: int, seed: int) -> str | None:
-    """Set epochs and seed on the Fine-tune page and press Run; returns the run id shown before (or ``None``)."""
-    fill_number(page, "Epochs", epochs)
+    """Set epochs (under *More settings*) and seed on the Fine-tune page and press Run; returns the run id shown
+    before (or ``None``)."""
+    if not page.get_by_label(EPOCHS_LABEL, exact=True).is_visible():
+        page.get_by_text("More settings").first.click()
+        page.get_by_label(EPOCHS_LABEL, exact=True).wait_for(timeout=30_000)
+    fill_number(page, EPOCHS_LABEL, epochs)
     fill_number(page, "Seed", seed)
     before = page.evaluate(OUTCOME_JS)
     page.get_by_role("button", name="Run fine-tuning and control").click()

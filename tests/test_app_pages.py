@@ -241,7 +241,9 @@ def test_finetune_run_progress_result_and_cache_hit(app_environment, stored_run)
     at = start("pages/finetune.py")
     defaults = {b.key: b.value for b in at.number_input}
     engine = FinetuneConfig()
-    assert defaults["w_epochs"] == engine.epochs and defaults["w_seed"] == engine.seed
+    assert defaults["w_steps"] == engine.steps and defaults["w_epochs"] == 0 and defaults["w_seed"] == engine.seed
+    assert at.selectbox(key="w_select").value == engine.select == "best-val"
+    assert defaults["w_patience"] == engine.patience
     assert at.slider(key="w_lam").value == pytest.approx(engine.lam)
     assert at.select_slider(key="w_lr").value == pytest.approx(engine.lr)
     # identical settings to the stored run: reused at once

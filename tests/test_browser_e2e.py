@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from app_helpers import REPO, TEST_EPOCHS, app_env
 
-from plint_app.serve import CHROMIUM, GROUP_BOX_JS, drag, launch_chromium, start_streamlit
+from plint_app.serve import CHROMIUM, EPOCHS_LABEL, GROUP_BOX_JS, drag, launch_chromium, start_streamlit
 
 pytest_plugins = ("app_fixtures",)  # app_runs
 
@@ -139,7 +139,8 @@ def walk_through(page, url: str) -> None:
 
     # 3 · Fine-tune with few epochs
     open_page(page, "Fine-tune")
-    epochs = page.get_by_role("spinbutton", name="Epochs")
+    page.get_by_text("More settings").first.click()
+    epochs = page.get_by_role("spinbutton", name=EPOCHS_LABEL)
     epochs.fill(str(TEST_EPOCHS))
     epochs.press("Enter")  # the Run click below carries every widget's current value, this one included
     page.get_by_role("button", name="Run fine-tuning and control").click()
@@ -151,7 +152,8 @@ def walk_through(page, url: str) -> None:
     open_page(page, "Compare")
     page.wait_for_function(f"() => ({HEATMAP_SUMS_JS})().filter(h => h[2] === 100).length >= 3",
                            timeout=60_000)
-    assert page.get_by_text(re.compile(rf"epochs {TEST_EPOCHS} ·")).count() == 1, "the run used the epochs set"
+    assert page.get_by_text(re.compile(rf"{TEST_EPOCHS} epochs ·")).count() == 1, "the run used the epochs set"
+    assert page.get_by_text(re.compile(r"PLI kept .* · control kept ")).count() == 1, "which step each run kept"
     sums = {title: total for title, total, _ in page.evaluate(HEATMAP_SUMS_JS)}
     for title in ("Before fine-tuning", "After PLI fine-tuning", "Control (CE only)"):
         assert sums[title] == 360, sums

@@ -61,6 +61,8 @@ def test_killed_server_leaves_only_complete_runs_and_a_new_one_carries_on(app_ru
     runs = tmp_path / "runs"
     shutil.copytree(app_runs, runs)
     before = snapshot(runs)
+    complete = [r["run_id"] for r in RunStore(runs).list_runs()]
+    assert stored_run.run_id in complete
     env = {**app_env(runs), "OMP_NUM_THREADS": "1"}
     server = start_streamlit("app.py", env, tmp_path / "first.log")
     try:
@@ -86,10 +88,10 @@ def test_killed_server_leaves_only_complete_runs_and_a_new_one_carries_on(app_ru
         if server.process.poll() is None:
             server.stop()
     store = RunStore(runs)
-    assert [r["run_id"] for r in store.list_runs()] == [stored_run.run_id], "only the complete run"
+    assert [r["run_id"] for r in store.list_runs()] == complete, "only the runs that were complete"
     leftovers = {k: v for k, v in snapshot(runs).items() if not k.startswith("runs/.tmp-")}
     assert leftovers == before, "the earlier run, the embedding and the latents are untouched"
-    assert [d.name for d in (runs / "runs").iterdir() if not d.name.startswith(".tmp-")] == [stored_run.run_id]
+    assert sorted(d.name for d in (runs / "runs").iterdir() if not d.name.startswith(".tmp-")) == sorted(complete)
 
     server = start_streamlit("app.py", env, tmp_path / "second.log")
     try:
