@@ -59,7 +59,7 @@ from common import (  # also puts the repo on sys.path
     write_resnet18,
 )
 
-from plint_app.serve import drag, launch_chromium, start_streamlit
+from plint_app.serve import EPOCHS_LABEL, drag, launch_chromium, start_streamlit
 from plint_core.store import RunStore
 
 GOAL_GB = 2.5
@@ -293,8 +293,8 @@ def drive(page, server, a: argparse.Namespace, stages: Stages) -> dict:
     stages.record(f"scatter shown, move committed ({selected:,} points)")
 
     open_page(page, "Fine-tune")
-    set_number(page, "Epochs", a.epochs)
     page.get_by_text("More settings").first.click()
+    set_number(page, EPOCHS_LABEL, a.epochs)
     set_number(page, "Training points (0 = all)", a.train_points)
     t = time.perf_counter()
     page.get_by_role("button", name="Run fine-tuning and control").click()
