@@ -23,7 +23,7 @@ from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .embedding.parametric_tsne import TSNEConfig
 from .errors import PlintError, RunCancelled
-from .finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration
+from .finetune import EMBED_ON, SELECT_RULES, FinetuneConfig, Progress, format_duration
 from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{FinetuneConfig.patience}; 0: never early)")
     run.add_argument("--evaluations", type=int, default=FinetuneConfig.evaluations, metavar="N",
                      help=f"best-val: validation evaluations per run (default {FinetuneConfig.evaluations})")
+    run.add_argument("--embed-on", choices=EMBED_ON, default=FinetuneConfig.embed_on,
+                     help="rows the embedding term acts on: all (default, the method: unedited points keep their "
+                          "place as target) or moved (only the moved points)")
     run.add_argument("--val-points", type=int, default=FinetuneConfig.val_points, metavar="N",
                      help=f"best-val: validation images scored, at most (default {FinetuneConfig.val_points:,})")
     run.add_argument("--lam", type=float, default=FinetuneConfig.lam)
@@ -318,7 +321,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     spec = InterventionSpec.from_json(spec_path.read_text(encoding="utf-8"))
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size,
                             seed=a.seed, train_points=a.train_points, select=a.select, patience=a.patience,
-                            evaluations=a.evaluations, val_points=a.val_points, device=a.device, amp=a.amp,
+                            evaluations=a.evaluations, val_points=a.val_points, embed_on=a.embed_on,
+                            device=a.device, amp=a.amp,
                             workers=a.workers)
     tsne = _tsne(a)
     _, _, layer = _checked_inputs(a, spec)

@@ -35,6 +35,7 @@ DEFAULT_STEPS = 1000
 epochs of its 1,437 training images) and about half an epoch of Fashion-MNIST; with the best checkpoint kept
 and early stopping (:mod:`plint_core.validation`) a run that has stopped improving ends sooner."""
 SELECT_RULES = ("best-val", "last")
+EMBED_ON = ("all", "moved")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class FinetuneConfig:
         (default 5; ``None``: run every step).
     evaluations: with ``best-val``, validation evaluations spread over the planned steps (default 10).
     val_points: validation images scored per evaluation, at most (default 1,000; a fixed stratified sample).
+    embed_on: which rows the embedding term acts on: ``all`` (default, the method: unedited points keep their
+        place ``y`` as target) or ``moved`` (only the moved points; the others are left to cross-entropy).
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
     amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
         off for the CPU); not part of a run's key, recorded in its result.
@@ -73,6 +76,7 @@ class FinetuneConfig:
     patience: int | None = 5
     evaluations: int = 10
     val_points: int = 1000
+    embed_on: str = "all"
     device: str = "auto"
     amp: bool | None = None
     workers: int | None = None
@@ -100,6 +104,9 @@ class FinetuneConfig:
                              "none to never stop early")
         if not (isinstance(self.evaluations, int) and 1 <= self.evaluations <= 1000):
             raise PlintError(f"evaluations is {self.evaluations}: give a whole number from 1 to 1000")
+        if self.embed_on not in EMBED_ON:
+            raise PlintError(f"embed_on is {self.embed_on!r}: use 'all' (every training point keeps its target) or "
+                             "'moved' (only the moved points)")
         if not (isinstance(self.val_points, int) and self.val_points >= 10):
             raise PlintError(f"val points is {self.val_points}: give a whole number of at least 10")
 
@@ -121,6 +128,8 @@ class FinetuneConfig:
         if self.select == "last":
             for name in ("patience", "evaluations", "val_points"):
                 d.pop(name)
+        if self.embed_on == "all":
+            d.pop("embed_on")
         return d
 
     def describe(self) -> str:
@@ -161,6 +170,8 @@ class TrainingBatchSource:
     images: Images | np.ndarray
     labels: np.ndarray
     targets: np.ndarray
+    moved: np.ndarray | None = None
+    """Whether each row was moved by the spec (used with ``embed_on="moved"``); ``None``: none known."""
 
 
 def format_duration(seconds: float) -> str:
@@ -276,9 +287,13 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     gen = torch.Generator().manual_seed(config.seed)
+    only_moved = config.embed_on == "moved"
+    if only_moved and source.moved is None:
+        raise PlintError("embed_on='moved' needs to know which training points were moved")
+    weights = np.asarray(source.moved if only_moved else np.ones(len(source.labels)), dtype=np.float32)
     loader = batch_loader(images, config.batch_size, device, generator=gen, workers=config.workers,
                           labels=np.asarray(source.labels, dtype=np.int64),
-                          targets=np.asarray(source.targets, dtype=np.float32))
+                          targets=np.asarray(source.targets, dtype=np.float32), weights=weights)
     steps = len(loader)
     epochs, total = config.schedule(steps)
     scorer = _Scorer(bundle, validation, device, dtype, model, config.workers) \
@@ -300,7 +315,12 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                     logits = model(x)
                     ce = ce_fn(logits, y)
                 with torch.autocast(device.type, enabled=False), torch.set_grad_enabled(lam > 0):
-                    embed = ((frozen(box["out"].float()) - t) ** 2).sum(1).mean() / scale ** 2
+                    squared = ((frozen(box["out"].float()) - t) ** 2).sum(1)
+                    if only_moved:
+                        w = batch["weights"].to(device, non_blocking=True)
+                        embed = (w * squared).sum() / w.sum().clamp(min=1.0) / scale ** 2
+                    else:
+                        embed = squared.mean() / scale ** 2
                 loss = (1 - lam) * ce + lam * embed if lam > 0 else ce
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

@@ -185,7 +185,7 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
     validation, held_out = validation_set(data, moved, config)
     rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
     train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
-    source = TrainingBatchSource(train.images, train.labels, targets[rows])
+    source = TrainingBatchSource(train.images, train.labels, targets[rows], moved[rows])
     pli, control, selections = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
                                              source, config, progress, cancel, validation)
     models = {"before": bundle.module, "after": pli, "control": control}

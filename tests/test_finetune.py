@@ -108,3 +108,22 @@ def test_same_spec_and_seed_give_identical_runs(digits, demo, tmp_path):
         assert runs[0].result[key] == runs[1].result[key], key
     for name in ("finetuned.safetensors", "control.safetensors"):
         assert (runs[0].directory / name).read_bytes() == (runs[1].directory / name).read_bytes()
+
+
+def test_embed_on_moved_ignores_the_targets_of_unmoved_points(demo, setup):
+    """With ``embed_on="moved"`` the embedding term acts on the moved rows only: the unmoved rows' targets
+    do not matter (with ``all`` they do)."""
+    embedder, source, moved, scale = setup
+    garbage = source.targets.copy()
+    garbage[~moved] += 50.0
+    results = {}
+    for embed_on in ("moved", "all"):
+        cfg = FinetuneConfig(lam=0.5, epochs=1, batch_size=32, device="cpu", embed_on=embed_on, select="last")
+        a, _, _ = finetune_pair(demo, "logits", embedder, scale,
+                                TrainingBatchSource(source.images, source.labels, source.targets, moved), cfg)
+        b, _, _ = finetune_pair(demo, "logits", embedder, scale,
+                                TrainingBatchSource(source.images, source.labels, garbage, moved), cfg)
+        results[embed_on] = all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert results == {"moved": True, "all": False}
+    with pytest.raises(PlintError, match="which training points were moved"):
+        finetune_pair(demo, "logits", embedder, scale, source, FinetuneConfig(epochs=1, embed_on="moved"))
