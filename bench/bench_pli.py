@@ -60,7 +60,7 @@ QUICK = {"data": "digits", "seeds": "0,1", "lams": "0,0.1,0.5", "train_points": 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="mnist,pneumonia", help="comma-separated: mnist, pneumonia, digits")
+    ap.add_argument("--data", default="mnist,pneumonia", help="comma-separated: mnist, pneumonia, fashion, digits")
     ap.add_argument("--seeds", default="0,1,2", help="fine-tuning seeds")
     ap.add_argument("--lam", type=float, default=0.1, help="λ of the PLI-vs-control comparison (the paper's)")
     ap.add_argument("--lams", default="0,0.05,0.1,0.3,0.5", help="λ sweep, at the first seed")
@@ -74,7 +74,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--distance", type=float, default=1.0, help="how far the pair is pushed apart, × embedding scale")
     ap.add_argument("--contract", type=float, default=1.0, help="contraction a of each class of the pair (1 = none)")
-    ap.add_argument("--model-epochs", default="mnist=3,pneumonia=10", help="classifier training epochs per data set")
+    ap.add_argument("--model-epochs", default="mnist=3,pneumonia=10,fashion=2",
+                    help="classifier training epochs per data set")
+    ap.add_argument("--steps", type=int, default=FinetuneConfig.steps, help="fine-tuning steps (without --epochs)")
+    ap.add_argument("--embed-on", default=FinetuneConfig.embed_on, choices=("all", "moved"),
+                    help="rows the embedding term acts on (the engine's default: all)")
     ap.add_argument("--layer", default=None, help="latent layer to embed (default: the engine's, the logits)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--name", default=None, help="results go to bench/out/pli_NAME.json (default: full or quick); "
@@ -161,8 +165,8 @@ def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]
           f"layer {emb.layer}, embedding scale {emb.scale:.2f} ({'cached' if emb.cache_hit else f'fitted in {embed_s:.1f} s'})", flush=True)
 
     def config(seed: int, lam: float) -> FinetuneConfig:
-        return FinetuneConfig(lam=lam, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=seed, device=a.device,
-                              select=a.select)
+        return FinetuneConfig(lam=lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=seed,
+                              device=a.device, select=a.select, embed_on=a.embed_on)
 
     seeds = [int(s) for s in a.seeds.split(",")]
     runs, timer = [], EpochTimer()

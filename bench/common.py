@@ -33,11 +33,13 @@ OUT = REPO / "bench" / "out"
 FIGURES = REPO / "docs" / "figures"
 QUICK_TSNE = TSNEConfig(n_iter=200, early_exaggeration_iter=50, pca_iter=25)
 """The small t-SNE config of the ``--quick`` smoke runs (structure, not quality or speed)."""
-SOURCES = {"digits": "digits", "mnist": str(SHARED / "mnist70k.npz"), "pneumonia": str(SHARED / "pneumoniamnist.npz")}
+SOURCES = {"digits": "digits", "mnist": str(SHARED / "mnist70k.npz"), "pneumonia": str(SHARED / "pneumoniamnist.npz"),
+           "fashion": str(SHARED / "fashionmnist.npz")}
 
 
 def data_source(name: str) -> str:
-    """``digits``, ``mnist`` or ``pneumonia`` → what :func:`load_data` takes; exits if the file is absent."""
+    """``digits``, ``mnist``, ``pneumonia`` or ``fashion`` → what :func:`load_data` takes; exits if the file is
+    absent."""
     src = SOURCES.get(name, name)
     if src != "digits" and not Path(src).exists():
         sys.exit(f"{src} not found: the shared data folder is needed for this benchmark")

@@ -60,11 +60,17 @@ def validation_rows(labels: np.ndarray, moved: np.ndarray, val_points: int) -> n
     return stratified_sample(labels, rows, n)
 
 
+MIN_STEPS_BETWEEN = 20
+"""Fewest training steps between two evaluations: a short run (an epoch of a few hundred images at 224 px is
+16 steps) is not scored after nearly every step, which would cost more than its training."""
+
+
 def eval_steps(total: int, evaluations: int) -> list[int]:
-    """The steps (1..``total``) after which a run is scored: ``evaluations`` of them, evenly spread, the last
-    step always among them."""
+    """The steps (1..``total``) after which a run is scored: ``evaluations`` of them, evenly spread and at least
+    :data:`MIN_STEPS_BETWEEN` apart (fewer in a short run), the last step always among them."""
     if evaluations < 1 or total < 1:
         return []
+    evaluations = max(1, min(evaluations, total // MIN_STEPS_BETWEEN))
     return sorted({int(s) for s in np.linspace(total / evaluations, total, evaluations).round()} - {0})
 
 

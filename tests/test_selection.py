@@ -58,7 +58,8 @@ def test_when_nothing_beats_the_start_the_start_is_kept():
 
 def test_evaluation_steps_are_spread_and_end_on_the_last():
     assert eval_steps(1000, 10) == list(range(100, 1001, 100))
-    assert eval_steps(7, 10)[-1] == 7 and len(eval_steps(7, 10)) == 7
+    assert eval_steps(82, 10) == [20, 41, 62, 82], "at least 20 steps apart"
+    assert eval_steps(16, 10) == [16], "a short run is scored once, at its end"
     assert eval_steps(5, 0) == []
 
 
