@@ -12,9 +12,11 @@ on its held-out slice, would otherwise never change). A run stops early once
 its score has stayed below the best for ``patience`` evaluations in a row.
 
 The validation images are the data set's own ``val`` split, or, where it has
-none, a fixed stratified slice of the training split (:func:`validation_rows`:
-the same for every run and seed, never a moved point), which is then left out
-of fine-tuning. At most ``val_points`` of them are used, in a fixed stratified
+none, a fixed stratified slice of the training split (:func:`held_out_slice`:
+the same for every run and seed; its moved points are trained on, not scored),
+which is then left out of fine-tuning, and out of training by ``plint_core
+train`` (a model trained elsewhere on the whole split has seen it: its scores
+there are optimistic). At most ``val_points`` of them are used, in a fixed stratified
 sample, to bound the time an evaluation takes. The test split is only ever
 used after fine-tuning, to report.
 """
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SLICE_FRACTION", "SLICE_SEED", "Selection", "Selector", "eval_steps", "validation_rows"]
+__all__ = ["SLICE_FRACTION", "SLICE_SEED", "Selection", "Selector", "eval_steps", "held_out_slice", "validation_rows"]
 
 SLICE_FRACTION = 0.1
 """Share of the training split held out for validation when a data set has no ``val`` split."""
@@ -49,15 +51,21 @@ def stratified_sample(labels: np.ndarray, candidates: np.ndarray, n: int, seed: 
     return np.sort(picked)
 
 
-def validation_rows(labels: np.ndarray, moved: np.ndarray, val_points: int) -> np.ndarray:
-    """The training rows held out for validation when there is no ``val`` split: a stratified
-    :data:`SLICE_FRACTION` of the rows that were not moved (at most ``val_points``), fixed by
-    :data:`SLICE_SEED`."""
-    rows = np.flatnonzero(~np.asarray(moved, dtype=bool))
-    n = min(int(round(SLICE_FRACTION * len(labels))), val_points, len(rows) - 1)
-    if n < 1:
+def held_out_slice(labels: np.ndarray) -> np.ndarray:
+    """The fixed validation slice of a training split without a ``val`` split: a stratified
+    :data:`SLICE_FRACTION` of its rows, drawn with :data:`SLICE_SEED`. ``plint_core train`` leaves it out
+    of training, so a model it trained has never seen the images its fine-tuning runs are scored on."""
+    n = int(round(SLICE_FRACTION * len(labels)))
+    if n < 1 or n >= len(labels):
         return np.zeros(0, dtype=np.int64)
-    return stratified_sample(labels, rows, n)
+    return stratified_sample(labels, np.arange(len(labels)), n)
+
+
+def validation_rows(labels: np.ndarray, moved: np.ndarray, val_points: int) -> np.ndarray:
+    """The training rows a run is scored on when there is no ``val`` split: :func:`held_out_slice` less the
+    moved rows (those are always trained on), at most ``val_points`` of them (a fixed stratified sample)."""
+    rows = np.setdiff1d(held_out_slice(labels), np.flatnonzero(np.asarray(moved, dtype=bool)))
+    return stratified_sample(labels, rows, val_points) if len(rows) else rows
 
 
 MIN_STEPS_BETWEEN = 20

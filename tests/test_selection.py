@@ -15,7 +15,7 @@ from plint_core.finetune import FinetuneConfig, training_rows
 from plint_core.intervention import InterventionSpec
 from plint_core.pipeline import run_intervention, validation_set
 from plint_core.store import RunStore
-from plint_core.validation import Selector, eval_steps, validation_rows
+from plint_core.validation import Selector, eval_steps, held_out_slice, validation_rows
 
 SPEC = InterventionSpec.from_dict({"moves": [{"select": {"classes": [3]}, "translate": [-3.0, 0.0],
                                               "contract": 0.8}]})
@@ -66,9 +66,11 @@ def test_evaluation_steps_are_spread_and_end_on_the_last():
 def test_held_out_slice_is_fixed_stratified_and_never_a_moved_point(digits):
     labels = digits.train.labels
     moved = labels == 3
+    held = held_out_slice(labels)
+    assert len(held) == round(0.1 * len(labels)) and set(np.unique(labels[held])) == set(range(10))
     rows = validation_rows(labels, moved, 1000)
     assert np.array_equal(rows, validation_rows(labels, moved, 1000)), "the same for every run and seed"
-    assert len(rows) == round(0.1 * len(labels)) and not moved[rows].any()
+    assert np.array_equal(rows, np.setdiff1d(held, np.flatnonzero(moved))), "the slice less its moved points"
     assert set(np.unique(labels[rows])) == set(range(10)) - {3}
     assert len(validation_rows(labels, moved, 50)) == 50
     train = training_rows(labels, moved, None, 0, exclude=rows)

@@ -14,6 +14,7 @@ from ..data.loader import batch_loader, iterate
 from ..data.transforms import ModelInput
 from ..device import resolve_device
 from ..errors import PlintError
+from ..validation import held_out_slice
 from .architectures import build_model
 from .spec import PLINT_CNN, ModelBundle, ModelSpec
 from .weights import state_fingerprint
@@ -51,6 +52,9 @@ def train_classifier(data: Dataset, config: TrainConfig = TrainConfig(),
                      progress: Callable[[int, float], None] | None = None) -> ModelBundle:
     """Train plint's CNN on ``data.train`` with cross-entropy; returns the bundle.
 
+    A data set without a ``val`` split is trained without its validation slice
+    (:func:`plint_core.validation.held_out_slice`), on which fine-tuning runs choose their checkpoints.
+
     ``progress(epoch, mean_loss)`` is called after every epoch. Normalisation
     statistics (per-channel mean and std) come from the training split. Images
     are read and converted batch by batch (:mod:`plint_core.data.loader`).
@@ -58,6 +62,8 @@ def train_classifier(data: Dataset, config: TrainConfig = TrainConfig(),
     if config.epochs < 1:
         raise PlintError(f"epochs must be at least 1, got {config.epochs}")
     device = resolve_device(config.device)
+    if data.val is None and len(held := held_out_slice(data.train.labels)):
+        data = data.with_splits(train=data.train.subset(np.setdiff1d(np.arange(len(data.train)), held)))
     images = data.train.images
     mean, std = channel_statistics(images)
     spec = ModelSpec(PLINT_CNN, data.class_names, data.input_shape, mean, tuple(max(s, 1e-3) for s in std),
