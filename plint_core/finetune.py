@@ -207,8 +207,8 @@ class _Clock:
 def training_rows(labels: np.ndarray, moved: np.ndarray, n: int | None, seed: int,
                   exclude: np.ndarray | None = None) -> np.ndarray:
     """Rows to fine-tune on: all of them but ``exclude`` (rows held out for validation) when ``n`` is None or at
-    least that many, else the ``moved`` rows and a sample of the others stratified by label (``seed``), ``n`` in
-    all — or just the moved rows if they are more."""
+    least that many, else the ``moved`` rows not excluded and a sample of the others stratified by label
+    (``seed``), ``n`` in all — or just those moved rows if they are more."""
     rows = np.arange(len(labels))
     if exclude is not None and len(exclude):
         keep = np.ones(len(labels), dtype=bool)
@@ -217,17 +217,18 @@ def training_rows(labels: np.ndarray, moved: np.ndarray, n: int | None, seed: in
     if n is None or n >= len(rows):
         return rows
     moved = np.asarray(moved, dtype=bool)
+    kept_moved = rows[moved[rows]]
     rest = rows[~moved[rows]]
-    fill = n - int(moved.sum())
+    fill = n - len(kept_moved)
     if fill <= 0:
-        return np.flatnonzero(moved)
+        return kept_moved
     from sklearn.model_selection import train_test_split
 
     try:
         picked, _ = train_test_split(rest, train_size=fill, random_state=seed, stratify=labels[rest])
     except ValueError:  # a class too rare to stratify: a plain seeded sample
         picked = np.random.default_rng(seed).choice(rest, fill, replace=False)
-    return np.sort(np.concatenate([np.flatnonzero(moved), picked]))
+    return np.sort(np.concatenate([kept_moved, picked]))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .metrics import Evaluation, evaluate, mean_target_distance
 from .models.spec import ModelBundle
 from .models.weights import save_model, state_fingerprint
 from .store import EMBEDDING_META, RESULT, RunStore, make_key
-from .validation import stratified_sample, validation_rows
+from .validation import held_out_slice, stratified_sample, validation_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -259,10 +259,11 @@ def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> 
     if data.val is not None and len(data.val):
         rows = stratified_sample(data.val.labels, np.arange(len(data.val)), config.val_points)
         return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split"), none
-    held = validation_rows(data.train.labels, moved, config.val_points)
-    if not len(held):
-        return None, none
-    return ValidationSet(data.train.images.subset(held), data.train.labels[held],
+    held = held_out_slice(data.train.labels)
+    scored = validation_rows(data.train.labels, config.val_points)
+    if not len(held) or not (np.asarray(moved, dtype=bool).sum() > np.asarray(moved, dtype=bool)[held].sum()):
+        return None, none  # too small to hold anything out, or every moved point would be held out
+    return ValidationSet(data.train.images.subset(scored), data.train.labels[scored],
                          "held-out slice of the training split"), held
 
 

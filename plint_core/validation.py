@@ -13,7 +13,7 @@ its score has stayed below the best for ``patience`` evaluations in a row.
 
 The validation images are the data set's own ``val`` split, or, where it has
 none, a fixed stratified slice of the training split (:func:`held_out_slice`:
-the same for every run and seed; its moved points are trained on, not scored),
+the same for every run and seed; moved points in it are scored, not trained on),
 which is then left out of fine-tuning, and out of training by ``plint_core
 train`` (a model trained elsewhere on the whole split has seen it: its scores
 there are optimistic). At most ``val_points`` of them are used, in a fixed stratified
@@ -61,10 +61,11 @@ def held_out_slice(labels: np.ndarray) -> np.ndarray:
     return stratified_sample(labels, np.arange(len(labels)), n)
 
 
-def validation_rows(labels: np.ndarray, moved: np.ndarray, val_points: int) -> np.ndarray:
-    """The training rows a run is scored on when there is no ``val`` split: :func:`held_out_slice` less the
-    moved rows (those are always trained on), at most ``val_points`` of them (a fixed stratified sample)."""
-    rows = np.setdiff1d(held_out_slice(labels), np.flatnonzero(np.asarray(moved, dtype=bool)))
+def validation_rows(labels: np.ndarray, val_points: int) -> np.ndarray:
+    """The training rows a run is scored on when there is no ``val`` split: :func:`held_out_slice`, at most
+    ``val_points`` of it (a fixed stratified sample). Moved points in the slice are scored, not trained on:
+    a class moved as a whole must still be in the validation images, or a run that wrecks it would pass."""
+    rows = held_out_slice(labels)
     return stratified_sample(labels, rows, val_points) if len(rows) else rows
 
 
