@@ -65,6 +65,27 @@ def test_ray_chosen_but_not_installed_says_how_to_install_it(monkeypatch):
         make_executor()
 
 
+def test_a_progress_report_that_overtakes_its_start_message_still_counts():
+    """The worker's "started" and its first report reach the executor as separate messages; if the report
+    comes first it starts the handle itself rather than being dropped (a task reporting once would look stuck)."""
+    import threading
+
+    from plint_core.runs.executor import RUNNING, Handle
+    from plint_core.runs.ray_executor import RayExecutor, _Entry
+
+    class Task:
+        label = "test task"
+
+    ex = object.__new__(RayExecutor)  # no cluster: only the message handling
+    ex._lock = threading.Lock()
+    handle = Handle(Task(), ex)
+    ex._entries = {1: _Entry(1, handle)}
+    ex._message(1, "progress", "deaf", 0.5)
+    assert handle.state == RUNNING and handle.status.stage == "deaf"
+    ex._message(1, "started", "Ray worker on node (pid 7)")
+    assert handle.status.stage == "deaf" and handle.where == "Ray worker on node (pid 7)"
+
+
 def test_ray_settings(monkeypatch):
     for name in (RAY_ADDRESS_ENV, RAY_CPUS_ENV, RAY_RUNTIME_ENV_ENV):
         monkeypatch.delenv(name, raising=False)

@@ -45,7 +45,7 @@ import traceback
 from typing import Any, Callable
 
 from ..errors import PlintError, RunCancelled
-from .executor import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Executor, Handle, Status
+from .executor import CANCELLED, DONE, FAILED, FINISHED, QUEUED, Executor, Handle, Status
 from .local import CANCEL_GRACE_SECONDS, REPORT_EVERY_SECONDS
 
 __all__ = ["RayExecutor", "import_ray"]
@@ -300,7 +300,12 @@ class RayExecutor(Executor):
             entry.started = True
             if entry.handle.state == QUEUED:
                 entry.handle._start(args[0])
-        elif kind == "progress" and entry.handle.state == RUNNING:
+            else:
+                entry.handle.where = args[0]
+        elif kind == "progress":
+            if entry.handle.state == QUEUED:  # its "started" has not come in yet: a report says it as well
+                entry.started = True
+                entry.handle._start("a Ray worker")
             entry.handle._report(*args)
 
     def _finished(self, entry: _Entry, ref) -> None:
