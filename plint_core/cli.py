@@ -58,27 +58,26 @@ def _arg_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 _size, _floats, _names = _arg_type(parse_size), _arg_type(parse_floats), _arg_type(parse_names)
 
 
-def _patience(text: str) -> int | None:
-    """``--patience``: a positive whole number, or 0 for none (never stop early)."""
+def _count(text: str, what: str, zero: str) -> int:
+    """``text`` as a whole number of 0 or more; otherwise argparse's one-line error naming ``what`` and what 0
+    means."""
     try:
         value = int(text)
     except ValueError:
         value = -1
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of evaluations: give 0 (never stop early) or a "
-                                         "positive whole number")
-    return value or None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of {what}: give 0 ({zero}) or a positive "
+                                         "whole number")
+    return value
+
+
+def _patience(text: str) -> int | None:
+    """``--patience``: a positive whole number, or 0 for none (never stop early)."""
+    return _count(text, "evaluations", "never stop early") or None
 
 
 def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of threads: give 0 (automatic) or a positive "
-                                         "whole number")
-    return value
+    return _count(text, "threads", "automatic")
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool | str = True) -> None:

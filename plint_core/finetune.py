@@ -28,7 +28,7 @@ from .errors import PlintError, RunCancelled
 from .latents import as_images, capture, inference_batch_size, model_input, uses_convolutions
 from .models.exclusive import exclusive
 from .models.spec import ModelBundle
-from .validation import Selection, Selector, eval_steps
+from .validation import Selection, Selector, eval_steps, stratified_sample
 
 DEFAULT_STEPS = 1000
 """The default step budget of each run (PLI and control). Enough for the digits demo's edits to show (22
@@ -222,13 +222,7 @@ def training_rows(labels: np.ndarray, moved: np.ndarray, n: int | None, seed: in
     fill = n - len(kept_moved)
     if fill <= 0:
         return kept_moved
-    from sklearn.model_selection import train_test_split
-
-    try:
-        picked, _ = train_test_split(rest, train_size=fill, random_state=seed, stratify=labels[rest])
-    except ValueError:  # a class too rare to stratify: a plain seeded sample
-        picked = np.random.default_rng(seed).choice(rest, fill, replace=False)
-    return np.sort(np.concatenate([kept_moved, picked]))
+    return np.sort(np.concatenate([kept_moved, stratified_sample(labels, rest, fill, seed)]))
 
 
 @dataclass(frozen=True)

@@ -261,7 +261,8 @@ def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> 
         return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split"), none
     held = held_out_slice(data.train.labels)
     scored = validation_rows(data.train.labels, config.val_points)
-    if not len(held) or not (np.asarray(moved, dtype=bool).sum() > np.asarray(moved, dtype=bool)[held].sum()):
+    moved = np.asarray(moved, dtype=bool)
+    if not len(held) or moved.sum() == moved[held].sum():
         return None, none  # too small to hold anything out, or every moved point would be held out
     return ValidationSet(data.train.images.subset(scored), data.train.labels[scored],
                          "held-out slice of the training split"), held

@@ -22,7 +22,6 @@ used after fine-tuning, to report.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -140,6 +139,5 @@ class Selector:
 
     def restore(self, model: nn.Module, start: nn.Module) -> nn.Module:
         """``model`` with the kept weights: the best checkpoint's, or ``start``'s if step 0 was best."""
-        state = self._best_state if self._best_state is not None else copy.deepcopy(start.state_dict())
-        model.load_state_dict(state)
+        model.load_state_dict(self._best_state if self._best_state is not None else start.state_dict())
         return model

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from app_helpers import app_env
@@ -23,6 +24,26 @@ pytest_plugins = ("app_fixtures",)  # app_runs, stored_run
 SHOWN_JS = """(text) => document.body.innerText.includes(text)
   || [...document.querySelectorAll('input')].some(i => i.value === text)"""
 """Whether ``text`` is on the page, as text or as the value a select box shows."""
+
+
+@contextmanager
+def app_page(env: dict[str, str], log: Path):
+    """A server on ``env`` and a Chromium page on it, once the embedding is ready: ``(server, page)``; the
+    server is stopped afterwards unless it is dead already."""
+    from playwright.sync_api import sync_playwright
+
+    server = start_streamlit("app.py", env, log)
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_page(viewport=VIEWPORT)
+            page.goto(server.url)
+            page.get_by_text("is ready").first.wait_for(timeout=120_000)
+            yield server, page
+            browser.close()
+    finally:
+        if server.process.poll() is None:
+            server.stop()
 
 
 def descendants(pid: int) -> set[int]:
@@ -56,57 +77,36 @@ def snapshot(root: Path) -> dict[str, int]:
 
 def test_killed_server_leaves_only_complete_runs_and_a_new_one_carries_on(app_runs, stored_run, tmp_path):
     require_chromium()
-    from playwright.sync_api import sync_playwright
-
     runs = tmp_path / "runs"
     shutil.copytree(app_runs, runs)
     before = snapshot(runs)
     complete = [r["run_id"] for r in RunStore(runs).list_runs()]
     assert stored_run.run_id in complete
     env = {**app_env(runs), "OMP_NUM_THREADS": "1"}
-    server = start_streamlit("app.py", env, tmp_path / "first.log")
-    try:
-        with sync_playwright() as pw:
-            browser = launch_chromium(pw)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(server.url)
-            page.get_by_text("is ready").first.wait_for(timeout=120_000)
-            commit_move(page, "7", 3.0)
-            open_page(page, "Fine-tune")
-            press_run(page, 500, 77)  # long enough to be killed mid-training
-            page.get_by_text("PLI run (cross-entropy + embedding term) · epoch").first.wait_for(timeout=120_000)
-            workers = descendants(server.process.pid)
-            assert workers, "the run trains in a worker process"
-            os.kill(server.process.pid, signal.SIGKILL)
-            server.process.wait(10)
-            deadline = time.monotonic() + 30
-            while any(alive(p) for p in workers) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert not any(alive(p) for p in workers), "no worker outlives the killed server"
-            browser.close()
-    finally:
-        if server.process.poll() is None:
-            server.stop()
+    with app_page(env, tmp_path / "first.log") as (server, page):
+        commit_move(page, "7", 3.0)
+        open_page(page, "Fine-tune")
+        press_run(page, 500, 77)  # long enough to be killed mid-training
+        page.get_by_text("PLI run (cross-entropy + embedding term) · epoch").first.wait_for(timeout=120_000)
+        workers = descendants(server.process.pid)
+        assert workers, "the run trains in a worker process"
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+        deadline = time.monotonic() + 30
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(p) for p in workers), "no worker outlives the killed server"
     store = RunStore(runs)
     assert [r["run_id"] for r in store.list_runs()] == complete, "only the runs that were complete"
     leftovers = {k: v for k, v in snapshot(runs).items() if not k.startswith("runs/.tmp-")}
     assert leftovers == before, "the earlier run, the embedding and the latents are untouched"
     assert sorted(d.name for d in (runs / "runs").iterdir() if not d.name.startswith(".tmp-")) == sorted(complete)
 
-    server = start_streamlit("app.py", env, tmp_path / "second.log")
-    try:
-        with sync_playwright() as pw:
-            browser = launch_chromium(pw)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(server.url)
-            page.get_by_text("is ready").first.wait_for(timeout=120_000)
-            open_page(page, "Fine-tune")
-            page.get_by_text("Run history").first.wait_for(timeout=30_000)
-            newest = history_table(RunStore(runs).list_runs()).iloc[0]  # the history picker shows the newest run
-            page.wait_for_function(SHOWN_JS, arg=run_label(newest), timeout=30_000)
-            assert page.get_by_text("Waiting for a free worker").count() == 0, "the killed run's queue is gone"
-            browser.close()
-    finally:
-        server.stop()
+    with app_page(env, tmp_path / "second.log") as (_, page):
+        open_page(page, "Fine-tune")
+        page.get_by_text("Run history").first.wait_for(timeout=30_000)
+        newest = history_table(RunStore(runs).list_runs()).iloc[0]  # the history picker shows the newest run
+        page.wait_for_function(SHOWN_JS, arg=run_label(newest), timeout=30_000)
+        assert page.get_by_text("Waiting for a free worker").count() == 0, "the killed run's queue is gone"
     for log in ("first.log", "second.log"):
         assert "Traceback" not in (tmp_path / log).read_text()
