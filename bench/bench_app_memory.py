@@ -20,15 +20,17 @@ Fine-tune: ``--epochs``, "Training points" ``--train-points`` (More settings), R
 outcome. The memory of the server and of its child processes (the worker process that fits and
 fine-tunes, and its loader workers, if any) is read at each of these stages, and the wall seconds of the
 fit (first page load → "is ready") and of the run (Run click → outcome) are timed. A container is charged
-for all of them together, so the judged figure is the largest sum of their ``VmRSS``, sampled every
-0.5 s from the start to the end: ≤ 2.5 GB (the issue's goal; not judged with ``--quick``). The sum of
-each process's own ``VmHWM`` is printed beside it as an upper bound (their peaks need not coincide).
-Chromium's own memory is not counted.
+for all of them together, each page once: the judged figure is the largest sum of their ``Pss`` (``/proc/<pid>/smaps_rollup``:
+a page that several of them map, such as torch's libraries in the server and in its worker, is divided among
+them), sampled every 0.5 s from the start to the end of the first run: ≤ 2.5 GB (the issue's goal; not judged
+with ``--quick``). The largest sum of their ``VmRSS``, which counts shared pages once per process, is printed
+beside it as an upper bound. ``--batch-sizes 16,32`` makes one run per batch size, in that order, on the same
+move (the later ones are reported, not judged). Chromium's own memory is not counted.
 
 Usage::
 
     python bench/bench_app_memory.py [--train-images 20000] [--input-size 224] [--train-points 1000]
-                                     [--epochs 1] [--threads N] [--timeout-min 180] [--out NAME.json]
+                                     [--epochs 1] [--batch-sizes 32] [--threads N] [--timeout-min 180] [--out NAME.json]
     python bench/bench_app_memory.py --quick    # 600 images at 64 px, small t-SNE, 200 training points
 
 On a 2-core CPU at 224 px the embedding job pushes every image through ResNet-18 (about 60 images/s),
@@ -127,6 +129,15 @@ def status_kib(pid: int) -> dict[str, int]:
     return out
 
 
+def pss_kib(pid: int) -> int:
+    """``Pss`` of ``pid`` in KiB (``/proc/<pid>/smaps_rollup``): its resident pages, each page it shares with
+    other processes (torch's libraries, mapped by the server and its worker alike) divided among them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise KeyError("Pss")
+
+
 def descendants(pid: int) -> list[int]:
     """Every live descendant process of ``pid``."""
     found, todo = [], [pid]
@@ -157,58 +168,83 @@ def check_pid(pid: int) -> str:
 
 
 def children_kib(pid: int) -> dict[str, int]:
-    """``VmRSS`` and ``VmHWM`` of the descendants of ``pid`` (the worker processes), each summed, in KiB."""
-    total = {"VmRSS": 0, "VmHWM": 0}
+    """``VmRSS``, ``VmHWM`` and ``Pss`` of the descendants of ``pid`` (the worker processes), each summed, in KiB."""
+    total = {"VmRSS": 0, "VmHWM": 0, "Pss": 0}
     for child in descendants(pid):
         try:
-            for key, value in status_kib(child).items():
-                total[key] += value
-        except OSError:
-            pass
+            values = {**status_kib(child), "Pss": pss_kib(child)}
+        except (OSError, KeyError):  # gone meanwhile
+            continue
+        for key, value in values.items():
+            total[key] += value
     return total
 
 
+def charged_kib(pid: int) -> dict[str, int]:
+    """The server's and its descendants' ``VmRSS`` summed and ``Pss`` summed, in KiB."""
+    kids = children_kib(pid)
+    return {"VmRSS": status_kib(pid)["VmRSS"] + kids["VmRSS"], "Pss": pss_kib(pid) + kids["Pss"]}
+
+
 class Stages:
-    """The memory of the server and its worker processes at each stage, as table rows, and the largest sum of
-    their resident sizes, sampled every :data:`SAMPLE_SECONDS` by a thread (what the container is charged)."""
+    """The memory of the server and its worker processes at each stage, as table rows, and the largest sums of
+    their resident sizes, sampled every :data:`SAMPLE_SECONDS` by a thread.
+
+    What a container is charged is the sum of their ``Pss`` (each page once, however many of the processes map
+    it: torch's shared libraries are mapped by the server and by its worker); the sum of their ``VmRSS`` counts
+    those pages once per process and is printed beside it as an upper bound. Each row also gives the largest
+    sampled sums since the previous row (``peak ... since last``)."""
 
     def __init__(self, pid: int, started: float):
         self.pid, self.started, self.rows = pid, started, []
-        self.peak_sum_kib = 0
+        self.peak = {"VmRSS": 0, "Pss": 0}
+        self.window = {"VmRSS": 0, "Pss": 0}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
+    def _take(self) -> dict[str, int]:
+        now = charged_kib(self.pid)
+        with self._lock:
+            for key, value in now.items():
+                self.peak[key] = max(self.peak[key], value)
+                self.window[key] = max(self.window[key], value)
+        return now
+
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             try:
-                now = status_kib(self.pid)["VmRSS"] + children_kib(self.pid)["VmRSS"]
+                self._take()
             except (OSError, KeyError):
                 return
-            self.peak_sum_kib = max(self.peak_sum_kib, now)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
     def record(self, stage: str) -> dict:
-        mem, kids = status_kib(self.pid), children_kib(self.pid)
-        self.peak_sum_kib = max(self.peak_sum_kib, mem["VmRSS"] + kids["VmRSS"])
+        mem, kids, now = status_kib(self.pid), children_kib(self.pid), self._take()
+        with self._lock:
+            window, self.window = dict(self.window), {"VmRSS": 0, "Pss": 0}
         row = {"stage": stage, "s since start": time.perf_counter() - self.started, "VmRSS GB": gb(mem["VmRSS"]),
                "VmHWM GB": gb(mem["VmHWM"]), "workers VmRSS GB": gb(kids["VmRSS"]),
-               "workers VmHWM GB": gb(kids["VmHWM"]), "sum VmRSS GB": gb(mem["VmRSS"] + kids["VmRSS"]),
-               "sum VmHWM GB": gb(mem["VmHWM"] + kids["VmHWM"])}
+               "workers VmHWM GB": gb(kids["VmHWM"]), "sum VmRSS GB": gb(now["VmRSS"]), "sum Pss GB": gb(now["Pss"]),
+               "peak sum Pss since last GB": gb(window["Pss"]), "peak sum VmRSS since last GB": gb(window["VmRSS"])}
         self.rows.append(row)
         print(f"  {stage}: server VmRSS {row['VmRSS GB']:.3f} GB (VmHWM {row['VmHWM GB']:.3f}), workers VmRSS "
-              f"{row['workers VmRSS GB']:.3f} GB (VmHWM {row['workers VmHWM GB']:.3f}) at "
-              f"{row['s since start']:.0f} s", flush=True)
+              f"{row['workers VmRSS GB']:.3f} GB (VmHWM {row['workers VmHWM GB']:.3f}); sum Pss now "
+              f"{row['sum Pss GB']:.3f} GB, largest since the last stage {row['peak sum Pss since last GB']:.3f} GB "
+              f"(VmRSS {row['peak sum VmRSS since last GB']:.3f}) at {row['s since start']:.0f} s", flush=True)
         return row
 
 
 # Driving the app ----------------------------------------------------------------------------------
 
-def wait_for_text(page, done: str | re.Pattern, fail: list[str | re.Pattern], timeout_s: float, server) -> str:
-    """Poll until ``done`` is on the page (returns its text); raise on any of ``fail`` or a dead server."""
+def wait_for_text(page, done: str | re.Pattern, fail: list[str | re.Pattern], timeout_s: float, server,
+                  unlike: list[str] = ()) -> str:
+    """Poll until ``done`` is on the page with a text not in ``unlike`` (returns it); raise on any of ``fail``
+    or a dead server."""
     end = time.perf_counter() + timeout_s
     while time.perf_counter() < end:
         if server.process.poll() is not None:
@@ -218,7 +254,7 @@ def wait_for_text(page, done: str | re.Pattern, fail: list[str | re.Pattern], ti
             if hit.count():
                 raise RuntimeError(f"the app says: {hit.first.text_content()}")
         hit = page.get_by_text(done)
-        if hit.count():
+        if hit.count() and (hit.first.text_content() or "") not in unlike:
             return hit.first.text_content() or ""
         time.sleep(1.0)
     raise TimeoutError(f"{done!r} did not appear within {timeout_s:.0f} s")
@@ -296,16 +332,19 @@ def drive(page, server, a: argparse.Namespace, stages: Stages) -> dict:
     page.get_by_text("More settings").first.click()
     set_number(page, EPOCHS_LABEL, a.epochs)
     set_number(page, "Training points (0 = all)", a.train_points)
-    t = time.perf_counter()
-    page.get_by_role("button", name="Run fine-tuning and control").click()
-    outcome = wait_for_text(page, re.compile(r"^Run \w+ finished in [\d.]+ s"),
-                            ["The run failed", "The run was cancelled", "there are no moves",
-                             re.compile(r"the embedding is (still being fitted|not computed yet)"),
-                             "a run is already in progress"], timeout_s, server)
-    page.get_by_text("Test accuracy before").first.wait_for(timeout=STEP_TIMEOUT_MS)
-    run_s = time.perf_counter() - t
-    stages.record("run finished (outcome shown)")
-    return {"fit_seconds": fit_s, "fit_text": ready, "selected": selected, "run_seconds": run_s, "run_text": outcome}
+    runs = []
+    for batch in a.batch_sizes:
+        set_number(page, "Batch size", batch)
+        t = time.perf_counter()
+        page.get_by_role("button", name="Run fine-tuning and control").click()
+        outcome = wait_for_text(page, re.compile(r"^Run \w+ finished in [\d.]+ s"),
+                                ["The run failed", "The run was cancelled", "there are no moves",
+                                 re.compile(r"the embedding is (still being fitted|not computed yet)"),
+                                 "a run is already in progress"], timeout_s, server, unlike=[r["run_text"] for r in runs])
+        page.get_by_text("Test accuracy before").first.wait_for(timeout=STEP_TIMEOUT_MS)
+        runs.append({"batch_size": batch, "run_seconds": time.perf_counter() - t, "run_text": outcome})
+        stages.record(f"run finished (outcome shown), batch {batch}")
+    return {"fit_seconds": fit_s, "fit_text": ready, "selected": selected, "runs": runs}
 
 
 # Main ---------------------------------------------------------------------------------------------
@@ -317,6 +356,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--train-points", type=int, default=1000,
                     help="the Fine-tune page's 'Training points' (a stratified subset, moved points included)")
     ap.add_argument("--epochs", type=int, default=1, help="the Fine-tune page's epochs (PLI run and control each)")
+    ap.add_argument("--batch-sizes", default="32",
+                    help="the Fine-tune page's 'Batch size' of each run, in order, comma-separated (default 32, the "
+                         "engine's); the goal is judged up to the end of the first run")
     ap.add_argument("--threads", type=int, default=0, help="the server's PLINT_TORCH_THREADS (0: the app's choice)")
     ap.add_argument("--timeout-min", type=float, default=180.0,
                     help="longest wait for the project, the embedding fit and the run, each")
@@ -328,6 +370,12 @@ def parse_args() -> argparse.Namespace:
         for k, v in QUICK.items():
             setattr(a, k, v)
     a.out = a.out or f"app_memory{'_quick' if a.quick else ''}.json"
+    try:
+        a.batch_sizes = [int(b) for b in str(a.batch_sizes).split(",")]
+    except ValueError:
+        ap.error(f"--batch-sizes {a.batch_sizes!r}: give whole numbers separated by commas")
+    if not a.batch_sizes or min(a.batch_sizes) < 1:
+        ap.error("--batch-sizes: give at least one batch size of 1 or more")
     return a
 
 
@@ -375,27 +423,37 @@ def main() -> None:
 
     server_log = log.read_text()
     problems = sanity(a, ui, runs_done, server_log)
-    run = runs_done[0] if runs_done else {}
+    for r in ui["runs"]:
+        shown = r["run_text"].split()[1]  # "Run <id> finished in ..."
+        stored = next((x for x in runs_done if x["run_id"].startswith(shown)), {})
+        r["run"] = {k: stored.get(k) for k in ("run_id", "n_train", "n_moved", "finetune", "accuracy",
+                                                              "seconds", "device")}
     peak = max(r["VmHWM GB"] for r in stages.rows)  # the server alone
-    peak_sum = gb(stages.peak_sum_kib)  # server + workers, sampled
-    bound = max(r["sum VmHWM GB"] for r in stages.rows)  # each process's own peak, added: an upper bound
+    first = next(i for i, r in enumerate(stages.rows) if r["stage"].startswith("run finished"))
+    judged = max(r["peak sum Pss since last GB"] for r in stages.rows[:first + 1])  # the fit and the first run
+    judged_rss = max(r["peak sum VmRSS since last GB"] for r in stages.rows[:first + 1])
     print()
     print_table(stages.rows)
     print()
     print(f"embedding fit: {ui['fit_seconds']:.1f} s from the first page load to 'is ready' ({ui['fit_text']})")
-    print(f"run: {ui['run_seconds']:.1f} s from the Run click to the outcome ({ui['run_text']}); "
-          f"{run.get('n_train', '?')} training images, {run.get('n_moved', '?')} moved, "
-          f"epochs {run.get('finetune', {}).get('epochs', '?')}")
-    verdict = ("not judged in a quick run" if a.quick else "PASS" if peak_sum <= GOAL_GB else "MISS")
-    print(f"server alone: peak VmHWM {peak:.3f} GB; server + workers: largest sampled sum of VmRSS "
-          f"{peak_sum:.3f} GB (every {SAMPLE_SECONDS} s), sum of each one's VmHWM {bound:.3f} GB (an upper bound)")
-    print(f"server + workers {peak_sum:.3f} GB vs goal ≤ {GOAL_GB} GB: {verdict}")
+    for r in ui["runs"]:
+        run = r["run"]
+        print(f"run at batch {r['batch_size']}: {r['run_seconds']:.1f} s from the Run click to the outcome "
+              f"({r['run_text']}); {run.get('n_train', '?')} training images, {run.get('n_moved', '?')} moved, "
+              f"epochs {(run.get('finetune') or {}).get('epochs', '?')}")
+    verdict = ("not judged in a quick run" if a.quick else "PASS" if judged <= GOAL_GB else "MISS")
+    print(f"server alone: peak VmHWM {peak:.3f} GB; server + workers through the fit and the first run (batch "
+          f"{a.batch_sizes[0]}): largest sampled sum of Pss {judged:.3f} GB, of VmRSS {judged_rss:.3f} GB "
+          f"(every {SAMPLE_SECONDS} s)")
+    for r in stages.rows[first + 1:]:
+        print(f"  later, {r['stage']}: largest sum of Pss {r['peak sum Pss since last GB']:.3f} GB, of VmRSS "
+              f"{r['peak sum VmRSS since last GB']:.3f} GB")
+    print(f"server + workers {judged:.3f} GB (Pss) vs goal ≤ {GOAL_GB} GB: {verdict}")
     out = write_json(a.out, {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "quick": a.quick,
                              "args": vars(a), "server_command": command, "project": project, "goal_gb": GOAL_GB,
-                             "stages": stages.rows, "peak_vmhwm_gb": peak, "peak_sum_vmrss_gb": peak_sum,
-                             "sum_vmhwm_bound_gb": bound, "verdict": verdict, **ui,
-                             "run": {k: run.get(k) for k in ("run_id", "n_train", "n_moved", "finetune", "accuracy",
-                                                             "seconds", "device")},
+                             "stages": stages.rows, "peak_vmhwm_gb": peak, "judged_sum_pss_gb": judged,
+                             "judged_sum_vmrss_gb": judged_rss, "peak_sum_pss_gb": gb(stages.peak["Pss"]),
+                             "peak_sum_vmrss_gb": gb(stages.peak["VmRSS"]), "verdict": verdict, **ui,
                              "server_log": str(log), "problems": problems})
     print(f"wrote {out.relative_to(REPO)}; server log {log.relative_to(REPO)}")
     if problems:
@@ -407,16 +465,18 @@ def sanity(a: argparse.Namespace, ui: dict, runs: list[dict], server_log: str) -
     problems = []
     if "Traceback" in server_log:
         problems.append("the server log has a traceback")
-    if len(runs) != 1:
-        problems.append(f"{len(runs)} runs in the store, expected 1")
-    else:
-        run = runs[0]
+    if len(runs) != len(a.batch_sizes):
+        problems.append(f"{len(runs)} runs in the store, expected {len(a.batch_sizes)}")
+    for run in runs:
         if run["finetune"].get("epochs") != a.epochs:
-            problems.append(f"the run had {run['finetune'].get('epochs')} epochs, not {a.epochs}")
+            problems.append(f"a run had {run['finetune'].get('epochs')} epochs, not {a.epochs}")
         if run["n_moved"] != ui["selected"]:
-            problems.append(f"the run moved {run['n_moved']} points, {ui['selected']} were selected")
+            problems.append(f"a run moved {run['n_moved']} points, {ui['selected']} were selected")
         if 0 < a.train_points < a.train_images and run["n_train"] != a.train_points:
-            problems.append(f"the run trained on {run['n_train']} images, not --train-points {a.train_points}")
+            problems.append(f"a run trained on {run['n_train']} images, not --train-points {a.train_points}")
+    if sorted(r["finetune"].get("batch_size") for r in runs) != sorted(a.batch_sizes):
+        problems.append(f"the runs' batch sizes are {[r['finetune'].get('batch_size') for r in runs]}, "
+                        f"not {a.batch_sizes}")
     return problems
 
 

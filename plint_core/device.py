@@ -94,3 +94,14 @@ def trim_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def resident_bytes(status: Path = Path("/proc/self/status")) -> int | None:
+    """This process's resident memory (``VmRSS``) in bytes; ``None`` where ``/proc`` does not say."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

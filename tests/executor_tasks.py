@@ -85,3 +85,30 @@ class Deaf:
             except KeyboardInterrupt:
                 report("deaf", 0.6)
         return "finished anyway"
+
+
+_held: list[bytes] = []
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Allocates ``mb`` MB (written, so resident) and keeps it for the rest of its process; returns its pid."""
+
+    mb: int
+    kind: str = field(default="test", init=False)
+    label: str = "memory-holding task"
+
+    def run(self, report, cancel) -> int:
+        _held.append(b"x" * (self.mb << 20))
+        return os.getpid()
+
+
+@dataclass(frozen=True)
+class Pid:
+    """Returns its process id."""
+
+    kind: str = field(default="test", init=False)
+    label: str = "pid task"
+
+    def run(self, report, cancel) -> int:
+        return os.getpid()

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from executor_tasks import Fail, Sleep, Stubborn
+from executor_tasks import Fail, Hold, Pid, Sleep, Stubborn
 
 from plint_core.errors import PlintError, RunCancelled
 from plint_core.runs.executor import CANCELLED, DONE, FAILED, QUEUED, RUNNING
-from plint_core.runs.local import WORKERS_ENV, LocalExecutor, default_slots
+from plint_core.runs.local import RETIRE_ENV, WORKERS_ENV, LocalExecutor, default_slots, retire_threshold
 
 
 @pytest.fixture
@@ -81,6 +81,45 @@ def test_failures_come_back_as_one_message(executor):
     assert "stopped unexpectedly" in crash.error and "nothing of it was stored" in crash.error
     with pytest.raises(PlintError, match="class 'cat'"):
         expected.outcome()
+
+
+def test_a_worker_holding_much_memory_after_a_task_is_replaced_by_a_fresh_one():
+    ex = LocalExecutor(1, threads=1, retire_above=int(1.5e9))
+    try:
+        first = ex.submit(Pid())
+        holder = ex.submit(Hold(1200))  # the worker (torch imported, about 0.5 GB) then holds 1.7 GB
+        after = [ex.submit(Pid()) for _ in range(2)]  # queued while the holder runs: none may be lost
+        pids = [h.outcome() for h in (first, holder, *after)]
+        assert all(h.state == DONE for h in (first, holder, *after))
+        assert pids[0] == pids[1], "below the limit a worker serves task after task"
+        assert pids[2] != pids[1], "the worker over the limit exited after its task"
+        assert pids[3] == pids[2]
+    finally:
+        ex.shutdown()
+
+
+def test_retire_after_every_task_and_never(tmp_path):
+    for retire_above, fresh in ((0, True), (None, False)):
+        ex = LocalExecutor(1, threads=1, retire_above=retire_above)
+        try:
+            handles = [ex.submit(Pid()) for _ in range(3)]
+            pids = [h.outcome() for h in handles]
+            assert [h.state for h in handles] == [DONE] * 3
+            assert len(set(pids)) == (3 if fresh else 1)
+        finally:
+            ex.shutdown()
+
+
+def test_retire_setting(monkeypatch):
+    monkeypatch.delenv(RETIRE_ENV, raising=False)
+    assert retire_threshold() == 1_000_000_000
+    for text, value in (("2.5", 2_500_000_000), ("0", 0), ("off", None)):
+        monkeypatch.setenv(RETIRE_ENV, text)
+        assert retire_threshold() == value
+    for bad in ("-1", "lots", "nan"):
+        monkeypatch.setenv(RETIRE_ENV, bad)
+        with pytest.raises(PlintError, match=f"{RETIRE_ENV}='{bad}' is not an amount of memory"):
+            LocalExecutor(1, threads=1)
 
 
 def test_workers_setting(monkeypatch):

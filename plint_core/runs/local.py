@@ -34,11 +34,21 @@ from typing import Any, Callable
 from ..errors import PlintError, RunCancelled
 from .executor import CANCELLED, DONE, FAILED, FINISHED, Executor, Handle, Status
 
-__all__ = ["CANCEL_GRACE_SECONDS", "WORKERS_ENV", "LocalExecutor", "default_slots", "default_threads"]
+__all__ = ["CANCEL_GRACE_SECONDS", "RETIRE_ENV", "WORKERS_ENV", "LocalExecutor", "default_slots", "default_threads",
+           "retire_threshold"]
 
 WORKERS_ENV = "PLINT_WORKERS"
 """Environment variable: the number of worker processes (tasks that run at once)."""
 CANCEL_GRACE_SECONDS = 20.0
+RETIRE_ENV = "PLINT_WORKER_RETIRE_GB"
+"""Environment variable: a worker holding more resident memory than this many GB (10⁹ bytes) after a task
+exits, and the slot's next task starts a fresh one (default :data:`RETIRE_ABOVE_GB`; ``0``: after every
+task; ``off``: never)."""
+RETIRE_ABOVE_GB = 1.0
+"""A worker that has just imported torch holds about 0.5 GB; one that has pushed a 224-pixel data set
+through a ResNet-18 still held 1.17 GB after it (bench/RESULTS.md), memory its next task would keep and
+build on. A container is charged for the server and its workers together: retiring such a worker hands
+that memory back, at the cost of a fresh start (torch's import, about 2 s) for the next task."""
 """How long a running task may take to stop after *Cancel* before its process is killed."""
 REPORT_EVERY_SECONDS = 0.2
 log = logging.getLogger(__name__)
@@ -61,6 +71,23 @@ def default_slots() -> int:
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
 
 
+def retire_threshold() -> int | None:
+    """Bytes of resident memory above which a worker exits after its task (:data:`RETIRE_ENV`); ``None``: never."""
+    text = os.environ.get(RETIRE_ENV, "").strip()
+    if not text:
+        return int(RETIRE_ABOVE_GB * 1e9)
+    if text.lower() in ("off", "never", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise PlintError(f"{RETIRE_ENV}={text!r} is not an amount of memory: give GB as a number of 0 or more "
+                         "(0 = a fresh worker for every task), or 'off'")
+    return int(value * 1e9)
+
+
 def default_threads(slots: int, cores: int | None = None) -> int:
     """CPU threads of each of ``slots`` workers: the usable cores (:func:`plint_core.data.loader.usable_cores`)
     less one that stays with the web server, so that its reruns never wait for a job, shared out; at least 1."""
@@ -79,6 +106,7 @@ class _Slot:
         self.handle: Handle | None = None
         self.task_id: int | None = None
         self._send = None
+        self._retiring = None  # the process that said it exits after its current task
 
     @property
     def free(self) -> bool:
@@ -94,7 +122,7 @@ class _Slot:
         if self.executor.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(self.index % self.executor.gpus)
         self.process = ctx.Process(target=_worker_main,
-                                   args=(commands_recv, events_send, self.executor.threads, env),
+                                   args=(commands_recv, events_send, self.executor.threads, env, self.executor.retire_above),
                                    name=f"plint-worker-{self.index}")  # not a daemon: it may start loader workers
         self.process.start()
         commands_recv.close()
@@ -152,6 +180,9 @@ class _Slot:
                 continue
             if kind == "progress":
                 handle._report(*message[2:])
+            elif kind == "retiring":
+                with self.executor._lock:
+                    self._retiring = process
             else:
                 self._finished(process, kind, message[2] if len(message) > 2 else None)
         process.join(5)
@@ -164,8 +195,8 @@ class _Slot:
     def _finished(self, process, kind: str, value: Any) -> None:
         with self.executor._lock:
             handle, self.handle, self.task_id = self.handle, None, None
-            if kind == "died":
-                self.process = None
+            if kind == "died" or self._retiring is process:
+                self.process, self._retiring = None, None  # a retiring one exits by itself
         if handle is None:
             return
         if kind == "done":
@@ -188,13 +219,15 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, slots: int | None = None, *, threads: int | None = None,
-                 cancel_grace: float = CANCEL_GRACE_SECONDS):
+                 cancel_grace: float = CANCEL_GRACE_SECONDS, retire_above: int | None | str = "env"):
         self.slots = default_slots() if slots is None else int(slots)
         if self.slots < 1:
             raise PlintError(f"a local executor needs at least one worker, got {slots}")
         self.threads = threads or default_threads(self.slots)
         self.gpus = _gpu_count()
         self.cancel_grace = cancel_grace
+        self.retire_above = retire_threshold() if retire_above == "env" else retire_above
+        """Resident bytes above which a worker exits after its task (:func:`retire_threshold`)."""
         self._lock = threading.RLock()
         self._queue: deque[tuple[int, Handle]] = deque()
         self._slots = [_Slot(self, i) for i in range(self.slots)]
@@ -268,9 +301,9 @@ def _gpu_count() -> int:
 
 
 # ---------------------------------------------------------------------- in the worker process
-def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
+def _worker_main(commands, events, threads: int, env: dict[str, str], retire_above: int | None = None) -> None:
     os.environ.update(env)
-    from ..device import set_threads
+    from ..device import resident_bytes, set_threads, trim_memory
 
     set_threads(threads)
     tasks: queue.Queue = queue.Queue()
@@ -316,16 +349,21 @@ def _worker_main(commands, events, threads: int, env: dict[str, str]) -> None:
         try:
             if cancel.is_set():
                 raise RunCancelled("cancelled before it started")
-            result = task.run(report, cancel)
+            outcome = ("done", task_id, task.run(report, cancel))
         except RunCancelled:
-            send("cancelled", task_id)
+            outcome = ("cancelled", task_id)
         except PlintError as exc:
-            send("failed", task_id, str(exc))
+            outcome = ("failed", task_id, str(exc))
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as one message, logged here in full
             traceback.print_exc()
-            send("failed", task_id, f"the {task.label} failed unexpectedly ({type(exc).__name__}: {exc}). Try "
-                                    "again; if it keeps failing, report it with the server log.")
-        else:
-            send("done", task_id, result)
+            outcome = ("failed", task_id, f"the {task.label} failed unexpectedly ({type(exc).__name__}: {exc}). "
+                                          "Try again; if it keeps failing, report it with the server log.")
         finally:
             current["id"] = None
+        trim_memory()
+        retire = retire_above is not None and (resident_bytes() or 0) > retire_above
+        if retire:  # said first, so that the slot starts a fresh process for its next task
+            send("retiring", task_id)
+        send(*outcome)
+        if retire:
+            break
