@@ -140,7 +140,8 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class Progress:
-    """One report from a fine-tuning loop; ``run`` is ``"pli"`` or ``"control"``.
+    """One report from a fine-tuning loop; ``run`` is ``"pli"``, ``"control"`` or a baseline's name
+    (:mod:`plint_core.baselines`).
 
     ``seconds_left`` estimates the time until both runs end, from the steps
     done so far (``None`` during the first few steps).
@@ -261,10 +262,29 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     return pli, control, {"pli": pli_sel, "control": control_sel}
 
 
+def finetune_one(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
+                 config: FinetuneConfig, *, run: str, lam: float = 0.0, class_weight: np.ndarray | None = None,
+                 rows: np.ndarray | None = None, progress: Callable[[Progress], None] | None = None,
+                 cancel: threading.Event | None = None, validation: ValidationSet | None = None
+                 ) -> tuple[nn.Module, Selection]:
+    """One run of :func:`finetune_pair`'s loop (same start, seed, batch-order generator, step budget and selection
+    rule), named ``run`` in its progress reports: the control with ``lam=0``; with ``class_weight`` (one weight
+    per class) its cross-entropy is weighted per class (``torch.nn.CrossEntropyLoss(weight=...)``: the mean is
+    ``Σ w_y·ce / Σ w_y`` over the batch); with ``rows`` (positions in ``source``, repeats allowed) its batches are
+    drawn from those rows instead of each row once. Used by :mod:`plint_core.baselines`."""
+    steps_per_epoch = -(-len(source.labels if rows is None else rows) // config.batch_size)
+    _, total = config.schedule(steps_per_epoch)
+    model, selection = _train(bundle, layer, embedder, scale, source, config, lam, run, progress, cancel,
+                              _Clock(total), validation, class_weight=class_weight, rows=rows)
+    trim_memory()
+    return model, selection
+
+
 def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
            config: FinetuneConfig, lam: float, run: str, progress: Callable[[Progress], None] | None,
            cancel: threading.Event | None, clock: _Clock, validation: ValidationSet | None = None,
-           before: float | None = None) -> tuple[nn.Module, Selection]:
+           before: float | None = None, class_weight: np.ndarray | None = None,
+           rows: np.ndarray | None = None) -> tuple[nn.Module, Selection]:
     device = resolve_device(config.device)
     dtype = autocast_dtype(device, config.amp)
     torch.manual_seed(config.seed)
@@ -286,16 +306,23 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     if only_moved and source.moved is None:
         raise PlintError("embed_on='moved' needs to know which training points were moved")
     weights = np.asarray(source.moved if only_moved else np.ones(len(source.labels)), dtype=np.float32)
+    labels = np.asarray(source.labels, dtype=np.int64)
+    targets = np.asarray(source.targets, dtype=np.float32)
+    if rows is not None:  # batches drawn from these positions (repeats: oversampled), in the seed's order
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows) or rows.min() < 0 or rows.max() >= len(labels):
+            raise PlintError(f"rows to draw batches from must be positions 0..{len(labels) - 1}, at least one")
+        images, labels, targets, weights = images.subset(rows), labels[rows], targets[rows], weights[rows]
     loader = batch_loader(images, config.batch_size, device, generator=gen, workers=config.workers,
-                          labels=np.asarray(source.labels, dtype=np.int64),
-                          targets=np.asarray(source.targets, dtype=np.float32), weights=weights)
+                          labels=labels, targets=targets, weights=weights)
     steps = len(loader)
     epochs, total = config.schedule(steps)
     scorer = _Scorer(bundle, validation, device, dtype, model, config.workers) \
         if validation is not None and config.select == "best-val" else None
     selector = Selector(scorer(model) if before is None else before, config.patience) if scorer else None
     selection = selector.selection if selector else Selection("last")
-    ce_fn = nn.CrossEntropyLoss()
+    ce_fn = nn.CrossEntropyLoss() if class_weight is None else \
+        nn.CrossEntropyLoss(weight=torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device))
     checkpoints = set(eval_steps(total, config.evaluations)) if scorer else set()
     done, stop = 0, False
     with capture(model, layer) as box:

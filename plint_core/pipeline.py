@@ -1,6 +1,7 @@
-"""The PLI pipeline: latents → parametric t-SNE → targets → fine-tune PLI + control → metrics.
+"""The PLI pipeline: latents → parametric t-SNE → targets → fine-tune PLI + control → metrics; and the
+practitioner's baselines, trained like the control (:func:`run_baseline`).
 
-:func:`prepare_embedding` and :func:`run_intervention` look in the
+:func:`prepare_embedding`, :func:`run_intervention` and :func:`run_baseline` look in the
 :class:`~plint_core.store.RunStore` first and compute only what is missing.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .atomic import write_json_atomic
+from .baselines import Baseline, finetune_baseline
 from .data.dataset import Dataset
 from .device import autocast_dtype, precision_name, resolve_device
 from .embedding.parametric_tsne import ParametricTSNE, TSNEConfig
@@ -247,6 +249,77 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
 
     directory = store.write(store.run_dir(run_id), fill)
     return RunResult(run_id, result, directory, False, table, targets, moved)
+
+
+def baseline_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig, baseline: Baseline) -> str:
+    """A baseline run's key: what decides its training rows (the spec's moved points with ``train_points``), its
+    fine-tuning settings (``lam`` and ``embed_on`` left out: no embedding term) and the baseline's own."""
+    finetune = {k: v for k, v in config.key_dict().items() if k not in ("lam", "embed_on")}
+    return make_key({"kind": "baseline", "embedding": embedding.key, "spec": spec.to_dict(), "finetune": finetune,
+                     "baseline": baseline.key_dict()})
+
+
+def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec,
+                 config: FinetuneConfig, baseline: Baseline, *, store: RunStore | None = None,
+                 progress: Callable[[Progress], None] | None = None,
+                 cancel: threading.Event | None = None) -> tuple[dict, np.ndarray, bool]:
+    """Fine-tune ``baseline`` (:mod:`plint_core.baselines`) on the same training rows, validation images and
+    settings as :func:`run_intervention` with ``spec`` and ``config`` would train its control, evaluate it on the
+    test split and store it (``store.baseline_dir``); a stored one with the same key is loaded instead.
+
+    Returns ``(result, test_predictions, cache_hit)``: ``result`` has ``accuracy``, ``confusion``, ``per_class``
+    and ``target_distance`` (the moved training points' mean distance to their targets in the frozen embedding,
+    for comparison with the PLI run) for ``before`` and ``baseline``, and the ``selection``.
+    """
+    started = time.perf_counter()
+    store = store or RunStore()
+    if not spec.moves:
+        raise PlintError("the spec has no moves: a baseline is trained on the same rows as a PLI run of a spec")
+    key = baseline_key(embedding, spec, config, baseline)
+    directory = store.baseline_dir(key)
+    if (directory / RESULT).is_file():
+        with np.load(directory / "test_predictions.npz", allow_pickle=False) as f:
+            return json.loads((directory / RESULT).read_text(encoding="utf-8")), f["pred"], True
+    targets, moved = spec.targets(embedding.train_xy, data.train.labels, data.train.ids, data.class_names)
+    device = resolve_device(config.device)
+    validation, held_out = validation_set(data, moved, config)
+    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
+    train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
+    source = TrainingBatchSource(train.images, train.labels, targets[rows], moved[rows])
+    model, selection, info = finetune_baseline(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
+                                               source, config, baseline, progress, cancel, validation)
+    tuned = ModelBundle(model, bundle.spec, "")
+    moved_lat, _ = forward_pass(tuned, data.train.images.subset(np.flatnonzero(moved)), embedding.layer,
+                                device=device, amp=config.amp)
+    _, test_pred = forward_pass(tuned, data.test.images, None, device=device, amp=config.amp)
+    evals = {"before": evaluate(data.test.labels, embedding.test_pred, data.n_classes),
+             "baseline": evaluate(data.test.labels, test_pred, data.n_classes)}
+    result = {
+        "run_id": key, "kind": "baseline", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
+        "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
+        "n_train": int(len(rows)), **info,
+        "baseline": baseline.key_dict() | {"name": baseline.name},
+        "validation": None if validation is None else {"source": validation.source, "n": int(len(validation.labels)),
+                                                       "before": selection.curve[0][1]},
+        "selection": {baseline.kind: selection.to_dict()},
+        "spec": spec.to_dict(), "finetune": config.key_dict(),
+        "accuracy": {k: e.accuracy for k, e in evals.items()},
+        "confusion": {k: e.confusion.tolist() for k, e in evals.items()},
+        "per_class": {k: e.per_class(data.class_names) for k, e in evals.items()},
+        "target_distance": {"before": mean_target_distance(embedding.train_xy[moved], targets[moved]),
+                            "baseline": mean_target_distance(embedding.embedder.transform(moved_lat),
+                                                             targets[moved])},
+        "device": device.type, "seconds": round(time.perf_counter() - started, 3),
+    }
+
+    def fill(tmp: Path) -> None:
+        save_model(ModelBundle(model, bundle.spec, state_fingerprint(model)), tmp / "baseline.safetensors")
+        np.savez(tmp / "test_predictions.npz", pred=test_pred, ids=data.test.ids)
+        write_json_atomic(tmp / RESULT, result)
+
+    store.write(directory, fill)
+    return result, test_pred, False
 
 
 def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> tuple[ValidationSet | None, np.ndarray]:

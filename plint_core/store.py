@@ -13,6 +13,7 @@ Layout under the root (default ``runs/``)::
     runs/<key>/         result.json, spec.json, finetuned.safetensors (+ .json sidecar),
                         control.safetensors (+ .json), embedder/, test_embedding.csv,
                         train_targets.npz
+    baselines/<key>/    result.json, baseline.safetensors (+ .json), test_predictions.npz
 """
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ class RunStore:
         if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
             raise PlintError(f"{run_id!r} is not a run id")
         return self.root / "runs" / run_id
+
+    def baseline_dir(self, key: str) -> Path:
+        """A finished baseline run (:func:`plint_core.pipeline.run_baseline`): kept apart from the PLI runs, which
+        the run history lists."""
+        return self.root / "baselines" / self.run_dir(key).name
 
     def has_embedding(self, key: str) -> bool:
         return (self.embedding_dir(key) / EMBEDDING_META).is_file()

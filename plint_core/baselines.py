@@ -1,0 +1,171 @@
+"""What a practitioner would try instead of PLI for a confused class pair: two cross-entropy baselines.
+
+- ``upweight``: cross-entropy with the pair's two classes weighted ``weight`` × (every other class 1;
+  ``torch.nn.CrossEntropyLoss(weight=...)``, whose batch mean is ``Σ w_y·ce / Σ w_y``).
+- ``oversample``: the pair's *hard* training points drawn ``repeats`` times per pass instead of once. Hard: a
+  training point of one of the two classes that the starting model misclassifies, or classifies with a margin
+  ``p(true class) − max p(other class)`` (softmax of its outputs) below ``margin``.
+
+Each is trained exactly like the CE-only control of :func:`plint_core.finetune.finetune_pair`: from the same
+weights, with the same seed (the same generator draws the batch order; with oversampling it permutes the longer
+list of rows, so the hard points recur ``repeats`` times per pass, the same way for a seed), the same step budget,
+the same validation images and the same selection rule and patience (:mod:`plint_core.validation`); only the loss
+or the sampling differs. With ``weight=1`` or ``repeats=1`` a baseline is the control, bit for bit.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.images import Images
+from .data.loader import batch_loader, iterate
+from .device import autocast_dtype, resolve_device
+from .errors import PlintError
+from .finetune import FinetuneConfig, Progress, TrainingBatchSource, ValidationSet, finetune_one
+from .latents import as_images, inference_batch_size, model_input
+from .models.exclusive import exclusive
+from .models.spec import ModelBundle
+from .validation import Selection
+
+BASELINES = ("upweight", "oversample")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline run for the class pair ``pair`` (two class indices).
+
+    kind: ``upweight`` or ``oversample``.
+    weight: with ``upweight``, the pair's classes' weight in the cross-entropy (default 2.0; 1.0 is the control).
+    repeats: with ``oversample``, how many times per pass a hard point is drawn (default 4; 1 is the control).
+    margin: with ``oversample``, a point of the pair whose softmax margin ``p(true) − max p(other)`` under the
+        starting model is below this is hard (default 0.2; misclassified points have a negative margin).
+    """
+
+    kind: str
+    pair: tuple[int, int]
+    weight: float = 2.0
+    repeats: int = 4
+    margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.kind not in BASELINES:
+            raise PlintError(f"baseline is {self.kind!r}: use 'upweight' (the pair's classes weighted in the "
+                             "cross-entropy) or 'oversample' (the pair's hard training points drawn more often)")
+        pair = tuple(self.pair)
+        if len(pair) != 2 or not all(isinstance(k, (int, np.integer)) and k >= 0 for k in pair) or pair[0] == pair[1]:
+            raise PlintError(f"pair is {self.pair!r}: give two different class indices, e.g. (0, 6)")
+        object.__setattr__(self, "pair", (int(pair[0]), int(pair[1])))
+        if not (np.isfinite(self.weight) and 0 < self.weight <= 1000):
+            raise PlintError(f"weight is {self.weight}: give the pair's class weight, a number in (0, 1000] (1 is "
+                             "the control)")
+        if not (isinstance(self.repeats, (int, np.integer)) and 1 <= self.repeats <= 1000):
+            raise PlintError(f"repeats is {self.repeats}: give a whole number from 1 to 1000 (1 is the control)")
+        if not (np.isfinite(self.margin) and -1 <= self.margin <= 1):
+            raise PlintError(f"margin is {self.margin}: give a softmax margin in [-1, 1] (0 takes only the "
+                             "misclassified points)")
+
+    @property
+    def name(self) -> str:
+        """``upweight ×2`` or ``oversample ×4 (margin 0.2)``: for tables and labels."""
+        if self.kind == "upweight":
+            return f"upweight ×{self.weight:g}"
+        return f"oversample ×{self.repeats} (margin {self.margin:g})"
+
+    def key_dict(self) -> dict:
+        """The fields that determine the run (the other kind's option left out)."""
+        d = {"kind": self.kind, "pair": list(self.pair)}
+        return d | ({"weight": float(self.weight)} if self.kind == "upweight"
+                    else {"repeats": int(self.repeats), "margin": float(self.margin)})
+
+
+def check_pair(pair: tuple[int, int], n_classes: int) -> None:
+    """A :class:`PlintError` unless both classes of ``pair`` are among ``0..n_classes-1``."""
+    if max(pair) >= n_classes:
+        raise PlintError(f"pair {pair[0]}, {pair[1]} names a class the model does not have: its classes are "
+                         f"0..{n_classes - 1}")
+
+
+def class_weights(n_classes: int, pair: tuple[int, int], weight: float) -> np.ndarray:
+    """float32 ``[n_classes]``: ``weight`` for the pair's two classes, 1 for the others."""
+    check_pair(pair, n_classes)
+    w = np.ones(n_classes, dtype=np.float32)
+    w[list(pair)] = weight
+    return w
+
+
+def softmax_margins(bundle: ModelBundle, images: Images | np.ndarray, labels: np.ndarray, *,
+                    device: torch.device | str = "cpu", amp: bool | None = None) -> np.ndarray:
+    """``p(true class) − max p(other class)`` under ``bundle``'s softmax, per image (float64 ``[N]``; negative for
+    a misclassified image). Eval mode, no gradients."""
+    images = as_images(images)
+    labels = np.asarray(labels, dtype=np.int64)
+    device = torch.device(device)
+    dtype = autocast_dtype(device, amp)
+    margins = np.empty(len(labels), np.float64)
+    with exclusive(bundle.module):
+        module = bundle.module.to(device).eval()
+        convert = model_input(bundle, images, device, module)
+        try:
+            with torch.no_grad(), (torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()):
+                for batch in iterate(batch_loader(images, inference_batch_size(images.shape[1:], device), device)):
+                    rows = batch["index"].numpy()
+                    p = torch.softmax(module(convert(batch["images"])).float(), 1).cpu().numpy()
+                    truth = labels[rows]
+                    own = p[np.arange(len(rows)), truth]
+                    p[np.arange(len(rows)), truth] = -np.inf
+                    margins[rows] = own - p.max(1)
+        finally:
+            bundle.module.cpu()
+    return margins
+
+
+def hard_examples(margins: np.ndarray, labels: np.ndarray, pair: tuple[int, int], margin: float) -> np.ndarray:
+    """Whether each point is hard: of one of the pair's classes, with a softmax margin below ``margin``."""
+    return np.isin(np.asarray(labels), pair) & (np.asarray(margins) < margin)
+
+
+def oversampled_rows(hard: np.ndarray, repeats: int) -> np.ndarray:
+    """Positions to draw batches from: every row once, each hard row ``repeats`` times (sorted; the batch order
+    is the seed's permutation of them)."""
+    hard = np.asarray(hard, dtype=bool)
+    return np.repeat(np.arange(len(hard), dtype=np.int64), np.where(hard, int(repeats), 1))
+
+
+def finetune_baseline(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float,
+                      source: TrainingBatchSource, config: FinetuneConfig, baseline: Baseline,
+                      progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
+                      validation: ValidationSet | None = None) -> tuple[nn.Module, Selection, dict]:
+    """Fine-tune a copy of ``bundle.module`` as ``baseline`` says, otherwise exactly as the control of
+    :func:`plint_core.finetune.finetune_pair` with the same arguments (``config.lam`` and ``config.embed_on`` are
+    not used: a baseline has no embedding term; the embedding's distance is only reported in progress).
+
+    Returns ``(model, selection, info)`` on the CPU; ``info`` holds ``n_hard`` (oversampling: the hard training
+    points found) and ``rows_per_pass`` (rows drawn per pass over the training points).
+    """
+    check_pair(baseline.pair, len(bundle.spec.classes))
+    labels = np.asarray(source.labels)
+    present = [k for k in baseline.pair if not (labels == k).any()]
+    if present:
+        raise PlintError(f"class {present[0]} of the pair has no training points to "
+                         f"{'weight' if baseline.kind == 'upweight' else 'oversample'}")
+    weight, rows, info = None, None, {"n_hard": None, "rows_per_pass": int(len(labels))}
+    if baseline.kind == "upweight":
+        if baseline.weight != 1.0:
+            weight = class_weights(len(bundle.spec.classes), baseline.pair, baseline.weight)
+    else:
+        margins = softmax_margins(bundle, source.images, labels, device=resolve_device(config.device), amp=config.amp)
+        hard = hard_examples(margins, labels, baseline.pair, baseline.margin)
+        info["n_hard"] = int(hard.sum())
+        if baseline.repeats > 1 and hard.any():
+            rows = oversampled_rows(hard, baseline.repeats)
+            info["rows_per_pass"] = int(len(rows))
+    model, selection = finetune_one(bundle, layer, embedder, scale, source, config, run=baseline.kind, lam=0.0,
+                                    class_weight=weight, rows=rows, progress=progress, cancel=cancel,
+                                    validation=validation)
+    return model, selection, info

@@ -1,0 +1,207 @@
+"""The practitioner's baselines (plint_core.baselines): the pair's classes up-weighted in the cross-entropy, the
+pair's hard training points oversampled; each trained exactly like the CE-only control (same start, seed, batch
+order generator, step budget, validation images and selection rule), never selected on the test split."""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import plint_core.finetune as finetune_module
+from plint_core.baselines import Baseline, class_weights, hard_examples, oversampled_rows, softmax_margins
+from plint_core.errors import PlintError
+from plint_core.finetune import FinetuneConfig
+from plint_core.intervention import separate_classes
+from plint_core.latents import model_input
+from plint_core.pipeline import run_baseline, run_intervention
+from plint_core.store import RunStore
+
+PAIR = (3, 8)
+QUICK = dict(steps=60, evaluations=3, lr=3e-3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def spec(demo_embedding, digits):
+    return separate_classes(demo_embedding.train_xy, digits.train.labels, *PAIR, distance=demo_embedding.scale)
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_weight_one_and_one_repeat_are_the_control_bit_for_bit(tmp_path, digits, demo, demo_embedding, spec):
+    store = RunStore(tmp_path)
+    config = FinetuneConfig(**QUICK)
+    pair = run_intervention(digits, demo, demo_embedding, spec, config, store=store)
+    control = load_file(pair.directory / "control.safetensors")
+    results = {}
+    for baseline in (Baseline("upweight", PAIR, weight=1.0), Baseline("oversample", PAIR, repeats=1, margin=0.99)):
+        result, pred, hit = run_baseline(digits, demo, demo_embedding, spec, config, baseline, store=store)
+        results[baseline.kind] = result
+        assert not hit
+        assert_same_weights(load_file(store.baseline_dir(result["run_id"]) / "baseline.safetensors"), control)
+        assert result["selection"][baseline.kind] == pair.result["selection"]["control"], "same rule, same curve"
+        assert np.array_equal(pred, pair.test_embedding["pred_control"].to_numpy())
+        assert result["accuracy"]["baseline"] == pair.result["accuracy"]["control"]
+        assert result["target_distance"]["baseline"] == pytest.approx(pair.result["target_distance"]["control"])
+    assert results["oversample"]["n_hard"] > 0, "hard points found, drawn once each"
+    again, pred, hit = run_baseline(digits, demo, demo_embedding, spec, config,
+                                    Baseline("upweight", PAIR, weight=1.0), store=store)
+    assert hit and again == results["upweight"], "a stored baseline is loaded, not retrained"
+
+
+def test_upweighting_weights_the_pairs_cross_entropy(tmp_path, digits, demo, demo_embedding, spec):
+    """The first step sees the same batch as the control's first step; its CE is Σ w_y·ce / Σ w_y with w = 3 for the
+    pair's classes and 1 for the others, where the control's is the plain mean. Later weights differ."""
+    assert class_weights(10, PAIR, 3.0).tolist() == [1, 1, 1, 3, 1, 1, 1, 1, 3, 1]
+    config = FinetuneConfig(select="last", **QUICK)
+    first: dict[str, float] = {}
+
+    def record(p):
+        if p.epoch == 1 and p.step == 1:
+            first[p.run] = p.ce
+
+    store = RunStore(tmp_path)
+    pair = run_intervention(digits, demo, demo_embedding, spec, config, store=store, progress=record)
+    result, _, _ = run_baseline(digits, demo, demo_embedding, spec, config, Baseline("upweight", PAIR, weight=3.0),
+                                store=store, progress=record)
+    order = torch.randperm(len(digits.train), generator=torch.Generator().manual_seed(config.seed))[:config.batch_size]
+    rows = order.numpy()
+    torch.manual_seed(config.seed)
+    model = copy.deepcopy(demo.module).train()
+    images = digits.train.images
+    with torch.no_grad():
+        logits = model(model_input(demo, images, torch.device("cpu"), model)(images.stored(rows)))
+    y = torch.as_tensor(digits.train.labels[rows], dtype=torch.int64)
+    per_point = nn.functional.cross_entropy(logits, y, reduction="none")
+    w = torch.as_tensor(class_weights(10, PAIR, 3.0))[y]
+    assert np.isin(y.numpy(), PAIR).any(), "the first batch holds points of the pair"
+    assert first["control"] == pytest.approx(per_point.mean().item(), rel=1e-5)
+    assert first["upweight"] == pytest.approx(((w * per_point).sum() / w.sum()).item(), rel=1e-5)
+    assert first["upweight"] != pytest.approx(first["control"], rel=1e-3)
+    weighted = load_file(store.baseline_dir(result["run_id"]) / "baseline.safetensors")
+    control = load_file(pair.directory / "control.safetensors")
+    assert any(not torch.equal(weighted[k], control[k]) for k in control)
+
+
+def test_hard_points_are_the_pairs_misclassified_or_low_margin_ones():
+    labels = np.array([3, 3, 8, 8, 1, 1, 3])
+    margins = np.array([-0.5, 0.1, 0.3, 0.9, -0.9, 0.0, 0.95])
+    assert hard_examples(margins, labels, PAIR, 0.2).tolist() == [True, True, False, False, False, False, False]
+    assert hard_examples(margins, labels, PAIR, 0.0).tolist() == [True, False, False, False, False, False, False]
+    hard = np.array([False, True, False, True])
+    assert oversampled_rows(hard, 3).tolist() == [0, 1, 1, 1, 2, 3, 3, 3]
+    assert oversampled_rows(hard, 1).tolist() == [0, 1, 2, 3]
+
+
+def test_softmax_margins_are_negative_exactly_where_the_model_is_wrong(digits, demo):
+    from plint_core.latents import predict
+
+    margins = softmax_margins(demo, digits.test.images, digits.test.labels)
+    wrong = predict(demo, digits.test.images) != digits.test.labels
+    assert wrong.any() and np.array_equal(margins < 0, wrong)
+    assert margins.max() <= 1.0 and margins.min() >= -1.0
+
+
+class Recording:
+    """A loader wrapper that records the view it draws from and every batch's positions in it."""
+
+    def __init__(self, loader, images, log):
+        self.loader, self.log = loader, log
+        log.append({"source_rows": images.source_rows(), "batches": []})
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.log[-1]["batches"].append(batch["index"].numpy().copy())
+            yield batch
+
+
+def test_oversampling_draws_each_hard_point_k_times_a_pass_the_same_way_for_a_seed(tmp_path, monkeypatch, digits,
+                                                                                   demo, demo_embedding, spec):
+    log: list[dict] = []
+    real = finetune_module.batch_loader
+
+    def recording(images, *args, generator=None, **kwargs):
+        loader = real(images, *args, generator=generator, **kwargs)
+        return Recording(loader, images, log) if generator is not None else loader
+
+    monkeypatch.setattr(finetune_module, "batch_loader", recording)
+    baseline = Baseline("oversample", PAIR, repeats=3, margin=0.999)
+    margins = softmax_margins(demo, digits.train.images, digits.train.labels)
+    hard = hard_examples(margins, digits.train.labels, PAIR, baseline.margin)
+    assert 0 < hard.sum() < np.isin(digits.train.labels, PAIR).sum()
+    n = len(digits.train)
+    config = FinetuneConfig(select="last", **{**QUICK, "steps": -(-(n + 2 * int(hard.sum())) // 32)})  # one pass
+    results = []
+    for seed, folder in ((0, "a"), (0, "b"), (1, "c")):
+        result, _, _ = run_baseline(digits, demo, demo_embedding, spec, replace(config, seed=seed),
+                                    baseline, store=RunStore(tmp_path / folder))
+        results.append(result)
+    assert results[0]["n_hard"] == hard.sum() and results[0]["rows_per_pass"] == n + 2 * hard.sum()
+    drawn = [np.concatenate(r["batches"]) for r in log]
+    view = log[0]["source_rows"]
+    counts = np.bincount(view[drawn[0]], minlength=view.max() + 1)[digits.train.images.source_rows()]
+    assert np.array_equal(counts, np.where(hard, 3, 1)), "a pass draws every row once, every hard row 3 times"
+    assert np.array_equal(drawn[0], drawn[1]), "the same seed draws the same order"
+    assert not np.array_equal(drawn[0], drawn[2]), "another seed another"
+    assert results[0]["accuracy"] == results[1]["accuracy"] and results[0]["selection"] == results[1]["selection"]
+
+
+def test_baselines_keep_their_best_validation_checkpoint_never_chosen_on_test(tmp_path, digits, demo, demo_embedding,
+                                                                             spec):
+    """Scrambled test labels change the reported figures, not the kept weights; a harmful learning rate is caught by
+    the same rule as the control's (the starting weights kept)."""
+    rng = np.random.default_rng(0)
+    test = digits.test
+    scrambled = digits.with_splits(test=type(test)(test.images.subset(rng.permutation(len(test))),
+                                                   rng.permutation(test.labels), test.ids))
+    baseline = Baseline("oversample", PAIR, repeats=4, margin=0.999)
+    config = FinetuneConfig(**QUICK)
+    (a, pa, _), (b, pb, _) = (run_baseline(d, demo, demo_embedding, spec, config, baseline,
+                                           store=RunStore(tmp_path / name))
+                              for name, d in (("real", digits), ("scrambled", scrambled)))
+    assert a["selection"] == b["selection"] and a["validation"] == b["validation"]
+    assert a["validation"]["source"] == "held-out slice of the training split"
+    assert a["accuracy"]["baseline"] != b["accuracy"]["baseline"], "the test figures did change"
+    assert_same_weights(load_file(tmp_path / "real" / "baselines" / a["run_id"] / "baseline.safetensors"),
+                        load_file(tmp_path / "scrambled" / "baselines" / b["run_id"] / "baseline.safetensors"))
+    harmful = FinetuneConfig(**{**QUICK, "lr": 0.3, "patience": 2})
+    for kind in ("upweight", "oversample"):
+        result, _, _ = run_baseline(digits, demo, demo_embedding, spec, harmful,
+                                    Baseline(kind, PAIR, weight=3.0, repeats=4, margin=0.999),
+                                    store=RunStore(tmp_path / "harm"))
+        sel = result["selection"][kind]
+        assert sel["rule"] == "best-val" and sel["step"] == 0 and sel["stopped_early"]
+        assert result["accuracy"]["baseline"] == result["accuracy"]["before"]
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"kind": "reweight"}, "baseline is 'reweight'"),
+    ({"pair": (3, 3)}, "two different class indices"),
+    ({"pair": (3,)}, "two different class indices"),
+    ({"weight": 0.0}, "weight is 0.0"),
+    ({"weight": float("nan")}, "weight is nan"),
+    ({"repeats": 0}, "repeats is 0"),
+    ({"repeats": 2.5}, "repeats is 2.5"),
+    ({"margin": 3.0}, "margin is 3.0"),
+])
+def test_bad_baseline_settings_are_refused_in_one_line(kwargs, fragment):
+    with pytest.raises(PlintError) as exc:
+        Baseline(**{"kind": "upweight", "pair": PAIR, **kwargs})
+    assert fragment in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_pair_the_model_does_not_have_is_refused(tmp_path, digits, demo, demo_embedding, spec):
+    with pytest.raises(PlintError, match="names a class the model does not have"):
+        run_baseline(digits, demo, demo_embedding, spec, FinetuneConfig(**QUICK), Baseline("upweight", (3, 12)),
+                     store=RunStore(tmp_path))
