@@ -23,10 +23,12 @@ from plint_app.metrics_view import (
     validation_figure,
 )
 from plint_app.project import Project
-from plint_app.resources import embedding_job, stored_run
+from plint_app.resources import embedding_job, seed_bootstrap, stored_run
+from plint_app.seeds import pair_summary, seed_group
 from plint_app.session import session
 from plint_app.ui import current_embedding_seed, current_layer, load_project, page_link
 from plint_core.errors import PlintError
+from plint_core.metrics import targeted_pair
 from plint_core.pipeline import load_embedding
 
 
@@ -44,6 +46,48 @@ def color_delta(value: float) -> str:
     if not isinstance(value, (int, float)) or abs(value) < 1e-12:
         return ""
     return "background-color: #d4f0d4; color: #145214" if value > 0 else "background-color: #f8d4d4; color: #7a1010"
+
+
+def pair_section(proj: Project, res) -> None:
+    """The targeted pair's confusions first: mean over the seeds run with these settings, with 95 % intervals."""
+    r, names = res.result, res.result["classes"]
+    labels = proj.data.train.labels
+    moved = res.moved if res.moved is not None and len(res.moved) == len(labels) else np.zeros(len(labels), bool)
+    default = targeted_pair(labels[moved], np.asarray(r["confusion"]["before"]))
+    group = seed_group(proj.runs(), r)
+    seeds = tuple(g["finetune"]["seed"] for g in group)
+    st.subheader("Targeted pair")
+    c1, c2, _ = st.columns([1, 1, 2])
+    a = c1.selectbox("Class", range(len(names)), index=default[0], format_func=names.__getitem__,
+                     key=f"w_pair_a_{res.run_id}", help="Preset: the two classes with the most moved points.")
+    b = c2.selectbox("and class", range(len(names)), index=default[1], format_func=names.__getitem__,
+                     key=f"w_pair_b_{res.run_id}")
+    if a == b:
+        st.warning("Choose two different classes.", icon=":material/warning:")
+        return
+    try:
+        summary = pair_summary(seed_bootstrap(proj, tuple(g["run_id"] for g in group)), (a, b), seeds, r["n_test"])
+    except PlintError as exc:
+        st.error(f"Cannot take the seeds together: {exc}", icon=":material/error:")
+        return
+    conf, accs = summary.confusions, summary.accuracy
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(f"{names[a]} ↔ {names[b]} confusions before", f"{conf['before'].estimate:.0f}")
+    m2.metric("After PLI", f"{conf['after'].estimate:.1f}", f"{conf['after'].estimate - conf['before'].estimate:+.1f}",
+              delta_color="inverse", help=f"95 % interval {conf['after'].format()}")
+    m3.metric("Control (CE only)", f"{conf['control'].estimate:.1f}",
+              f"{conf['control'].estimate - conf['before'].estimate:+.1f}", delta_color="inverse",
+              help=f"95 % interval {conf['control'].format()}")
+    m4.metric("PLI ÷ control", f"{summary.ratio.estimate:.2f}", help=f"95 % interval {summary.ratio.format('.2f')}")
+    where = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"seed {seeds[0]} only")
+    st.caption(
+        f"Test images of either class predicted as the other, both directions; means over {where}. 95 % intervals "
+        f"(bootstrap over the {summary.n_test:,} test images and the seeds): after PLI {conf['after'].format()}, "
+        f"control {conf['control'].format()}, PLI ÷ control {summary.ratio.format('.2f')}; accuracy after PLI "
+        f"{accs['after'].format('.4f')}, control {accs['control'].format('.4f')}, PLI − control "
+        f"{summary.accuracy_difference.format('+.4f')}."
+        + ("" if len(seeds) > 1 else " One seed says nothing of how much the seed alone moves these figures: run "
+                                     "several (Fine-tune → More settings → Seeds to run)."))
 
 
 st.title("Compare")
@@ -71,6 +115,8 @@ ft = r["finetune"]
 st.caption(f"**Moves** {spec_summary(r['spec'])} · **λ** {ft['lam']:g} · **{schedule_summary(ft)}** · "
            f"**lr** {ft['lr']:.0e} · **seed** {ft['seed']} · **layer** {r['layer']} · **device** {r['device']} · "
            f"{r['n_moved']:,} training points moved · {r['n_test']:,} test images")
+
+pair_section(proj, res)
 
 acc = r["accuracy"]
 c1, c2, c3 = st.columns(3)

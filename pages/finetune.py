@@ -1,5 +1,6 @@
 """Page 3 · Fine-tune: PLI run and its CE-only control, live progress, cancel, run history."""
 import time
+from dataclasses import replace
 
 import streamlit as st
 
@@ -60,17 +61,26 @@ def start_run(proj: Project) -> None:
         sess.flash("run", "error", str(exc))
         return
 
+    seeds = [config.seed + i for i in range(int(st.session_state["w_seeds"]))]
+
     def work(job: Job):
-        run_id = run_key(emb, spec, config)
-        if proj.store.has_run(run_id):  # run before with these settings: read it, no worker needed
-            result = load_run(proj.store, run_id, time.perf_counter())
-        else:
-            task = RunTask(proj.source, str(proj.store.root), spec, config, layer=emb.layer, seed=emb.seed,
-                           config=proj.config.tsne, device=proj.config.device)
-            result = relay(job, executor(), task,
-                           lambda outcome: load_run(proj.store, outcome.key, cache_hit=outcome.cache_hit))
-        sess.current_run_id = result.run_id
-        return result
+        results = []
+        for i, seed in enumerate(seeds):  # one after another: each is a PLI run and its control
+            cfg = replace(config, seed=seed)
+            job.part = (i, len(seeds), seed)
+            run_id = run_key(emb, spec, cfg)
+            if proj.store.has_run(run_id):  # run before with these settings: read it, no worker needed
+                result = load_run(proj.store, run_id, time.perf_counter())
+            else:
+                task = RunTask(proj.source, str(proj.store.root), spec, cfg, layer=emb.layer, seed=emb.seed,
+                               config=proj.config.tsne, device=proj.config.device)
+                result = relay(job, executor(), task,
+                               lambda outcome: load_run(proj.store, outcome.key, cache_hit=outcome.cache_hit),
+                               part=(i, len(seeds)))
+            results.append(result)
+        job.results = results
+        sess.current_run_id = results[0].run_id
+        return results[0]
 
     sess.run_job = Job(work, name="fine-tuning").start()
 
@@ -94,6 +104,9 @@ def run_progress(job: Job) -> None:
                 f"CE {p.ce:.4f} · embedding term {p.embed:.4f} · loss {p.loss:.4f}{left}")
     else:
         text = "Preparing the run …"
+    part = job.part
+    if part is not None and part[1] > 1:
+        text = f"Seed {part[2]} ({part[0] + 1} of {part[1]}) · {text}"
     st.progress(report.fraction, text=text)
     st.button("Cancel run", on_click=cancel_run, icon=":material/stop_circle:",
               disabled=job.cancel_event.is_set())
@@ -113,6 +126,11 @@ def run_outcome(job: Job) -> None:
         else:
             st.success(f"Run `{res.run_id}` finished in {res.result['seconds']:.1f} s on "
                        f"{res.result['device'].upper()}.", icon=":material/check_circle:")
+        others = job.results[1:]
+        if others:
+            seeds = ", ".join(str(o.result["finetune"]["seed"]) for o in [res, *others])
+            st.success(f"{len(others) + 1} seeds run: {seeds} (the first is shown here; Compare takes them "
+                       "together).", icon=":material/stacks:")
         if selection_summary(res.result):
             st.caption(selection_summary(res.result))
         c1, c2, c3 = st.columns(3)
@@ -160,7 +178,7 @@ else:
 
 for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epochs", 0), ("w_lr", DEFAULTS.lr),
                    ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size), ("w_points", 0),
-                   ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0)):
+                   ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
 c1.slider("λ (weight of the embedding term)", 0.0, 1.0, step=0.01, key="w_lam", persist_state="session",
@@ -176,6 +194,11 @@ c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="w_seed", 
 with st.expander("More settings"):
     st.number_input("Batch size", min_value=1, max_value=4096, step=1, key="w_batch", persist_state="session",
                     help="Images per optimisation step.")
+    st.number_input("Seeds to run", min_value=1, max_value=10, step=1, key="w_seeds", persist_state="session",
+                    help="Run the seed above and the next ones (seed, seed + 1, …), each a PLI run with its control, "
+                         "one after another. Compare then shows the targeted pair's confusions as the mean over the "
+                         "seeds with a 95 % interval over test images and seeds: one seed's figures move with the "
+                         "batch order alone.")
     st.number_input("Training points (0 = all)", min_value=0, max_value=len(proj.data.train), step=100,
                     key="w_points", persist_state="session",
                     help=f"Fine-tune on a subset of this many of the {len(proj.data.train):,} training images, "

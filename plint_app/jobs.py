@@ -71,6 +71,10 @@ class Job(Generic[T]):
         self.error: BaseException | None = None
         self.started = time.time()
         self.finished: float | None = None
+        self.part: tuple[int, int, Any] | None = None
+        """For a job that runs several tasks in turn, ``(index, count, label)`` of the one it is on."""
+        self.results: list[Any] = []
+        """For such a job, what each of its tasks gave, in order."""
         self._report = Report()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, args=(fn,), name=f"plint-{name}", daemon=True)
@@ -189,10 +193,14 @@ class Queued:
 RELAY_POLL_SECONDS = 0.2
 
 
-def relay(job: "Job[Any]", executor: Executor, task: Any, load: Callable[[Any], T]) -> T:
+def relay(job: "Job[Any]", executor: Executor, task: Any, load: Callable[[Any], T],
+          part: tuple[int, int] = (0, 1)) -> T:
     """Run ``task`` on ``executor`` for ``job``: report its place in line (stage ``queued``, detail
     :class:`Queued`) and then the worker's progress, pass *Cancel* on, and return ``load(outcome)`` (the
-    result, read from the run store). A failure raises :class:`PlintError` with the worker's message."""
+    result, read from the run store). A failure raises :class:`PlintError` with the worker's message.
+    ``part=(i, n)``: the task is the ``i``-th of ``n`` the job runs in turn, and its progress is reported as
+    that share of the job's."""
+    index, count = part
     handle = executor.submit(task)
     try:
         while not handle.wait(RELAY_POLL_SECONDS):
@@ -200,10 +208,10 @@ def relay(job: "Job[Any]", executor: Executor, task: Any, load: Callable[[Any], 
                 handle.cancel()
             place = handle.place
             if place is not None:
-                job.report("queued", 0.0, Queued(place))
+                job.report("queued", index / count, Queued(place))
             else:
                 status = handle.status
-                job.report(status.stage, status.fraction, status.detail)
+                job.report(status.stage, (index + status.fraction) / count, status.detail)
         return load(handle.outcome())
     finally:
         if not handle.wait(0):  # this thread is leaving early (the server is stopping): so is the task

@@ -137,6 +137,18 @@ def stored_run(proj: Project, run_id: str) -> RunResult:
 
 
 @st.cache_resource(max_entries=8)
+def _seed_bootstrap(root: str, run_ids: tuple[str, ...], _proj: Project):
+    from .seeds import bootstrap_of
+
+    return bootstrap_of([stored_run(_proj, run_id).test_embedding for run_id in run_ids], len(_proj.data.class_names))
+
+
+def seed_bootstrap(proj: Project, run_ids: tuple[str, ...]):
+    """The bootstrap over test images and seeds of stored runs (:func:`plint_app.seeds.bootstrap_of`), kept."""
+    return _seed_bootstrap(str(proj.store.root.resolve()), tuple(run_ids), proj)
+
+
+@st.cache_resource(max_entries=8)
 def _scatter_view(key: str, _proj: Project, _emb: Embedding):
     from .scatter_view import ScatterView
 

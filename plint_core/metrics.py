@@ -46,6 +46,24 @@ def most_confused_pair(confusion: np.ndarray) -> tuple[int, int]:
     return (int(min(i, j)), int(max(i, j)))
 
 
+def targeted_pair(moved_labels: np.ndarray, confusion: np.ndarray) -> tuple[int, int]:
+    """The class pair an edit is about, ``(i, j)`` with ``i < j``: the two classes with the most moved points;
+    a single moved class with the class it is most confused with in ``confusion`` (before fine-tuning); with
+    nothing moved, :func:`most_confused_pair`."""
+    confusion = np.asarray(confusion)
+    counts = np.bincount(np.asarray(moved_labels, dtype=np.int64), minlength=len(confusion))
+    moved = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    if len(moved) >= 2:
+        return (min(moved[:2]), max(moved[:2]))
+    if len(moved) == 1 and len(confusion) > 1:
+        c = moved[0]
+        sym = (confusion[c] + confusion[:, c]).astype(np.float64)
+        sym[c] = -1
+        other = int(np.argmax(sym))
+        return (min(c, other), max(c, other))
+    return most_confused_pair(confusion)
+
+
 def mean_target_distance(y: np.ndarray, target: np.ndarray) -> float:
     """Mean Euclidean distance (embedding units) between points and their targets."""
     if len(y) == 0:

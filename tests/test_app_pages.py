@@ -271,6 +271,34 @@ def test_finetune_run_progress_result_and_cache_hit(app_environment, stored_run)
     assert job.result.run_id in set(history["run id"]) and stored_run.run_id in set(history["run id"])
 
 
+def test_several_seeds_run_in_turn_and_compare_takes_them_together(app_environment, stored_run):
+    at = start("pages/finetune.py")
+    session_data(at).editor.spec = InterventionSpec((Move(Selection(classes=(RUN_CLASS,)), RUN_TRANSLATE),))
+    at.number_input(key="w_epochs").set_value(TEST_EPOCHS).run()
+    at.number_input(key="w_seeds").set_value(2).run()
+    run_button(at).click().run()
+    job = session_data(at).run_job
+    assert job.wait(300) and job.status == "done", job.user_error()
+    at.run()
+    # seed 0 is the stored run (reused), seed 1 is fine-tuned after it
+    assert [r.result["finetune"]["seed"] for r in job.results] == [0, 1] and job.result.run_id == stored_run.run_id
+    assert job.results[0].cache_hit and not job.results[1].cache_hit
+    assert any("2 seeds run: 0, 1" in s for s in texts(at.success))
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    before = np.array(stored_run.result["confusion"]["before"])
+    both = before[RUN_CLASS] + before[:, RUN_CLASS]
+    both[RUN_CLASS] = -1
+    a, b = sorted((RUN_CLASS, int(np.argmax(both))))  # one class moved: with the class it was most confused with
+    assert [m.label for m in at.metric][:4] == [f"{a} ↔ {b} confusions before", "After PLI", "Control (CE only)",
+                                                "PLI ÷ control"], "the targeted pair comes first"
+    caption = next(c for c in texts(at.caption) if "95 % intervals" in c)
+    assert "means over 2 seeds (0, 1)" in caption and "bootstrap over the 360 test images" in caption
+    after = [np.array(r.result["confusion"]["after"]) for r in job.results]
+    assert at.metric[1].value == f"{np.mean([c[a, b] + c[b, a] for c in after]):.1f}"
+    assert at.metric[0].value == f"{before[a, b] + before[b, a]:.0f}"
+
+
 def test_cancel_stops_the_run(app_environment):
     at = start("pages/finetune.py")
     session_data(at).editor.spec = InterventionSpec((Move(Selection(classes=(4,)), (0.0, 3.0)),))
