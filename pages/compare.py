@@ -6,6 +6,7 @@ import streamlit as st
 
 from plint_app.history import history_table, run_label
 from plint_app.jobs import DONE
+from plint_app.links import follow, show_in_address
 from plint_app.metrics_view import (
     MODEL_TITLES,
     MODELS,
@@ -24,6 +25,7 @@ from plint_app.metrics_view import (
 )
 from plint_app.project import Project
 from plint_app.resources import embedding_job, seed_bootstrap, stored_run
+from plint_app.run_versus import accuracy_table, comparable, per_class_versus, settings_table
 from plint_app.seeds import pair_summary, seed_group
 from plint_app.session import session
 from plint_app.ui import current_embedding_seed, current_layer, load_project, page_link
@@ -70,22 +72,29 @@ def pair_section(proj: Project, res) -> None:
     except PlintError as exc:
         st.error(f"Cannot take the seeds together: {exc}", icon=":material/error:")
         return
-    conf, accs = summary.confusions, summary.accuracy
+    conf, accs, ratio = summary.confusions, summary.accuracy, summary.ratio
+    has_ratio = conf["control"].estimate > 0
+
+    def change(model: str) -> str | None:
+        delta = conf[model].estimate - conf["before"].estimate
+        return f"{delta:+.1f}" if abs(delta) >= 0.05 else None
+
     m1, m2, m3, m4 = st.columns(4)
     m1.metric(f"{names[a]} ↔ {names[b]} confusions before", f"{conf['before'].estimate:.0f}")
-    m2.metric("After PLI", f"{conf['after'].estimate:.1f}", f"{conf['after'].estimate - conf['before'].estimate:+.1f}",
-              delta_color="inverse", help=f"95 % interval {conf['after'].format()}")
-    m3.metric("Control (CE only)", f"{conf['control'].estimate:.1f}",
-              f"{conf['control'].estimate - conf['before'].estimate:+.1f}", delta_color="inverse",
+    m2.metric("After PLI", f"{conf['after'].estimate:.1f}", change("after"), delta_color="inverse",
+              help=f"95 % interval {conf['after'].format()}")
+    m3.metric("Control (CE only)", f"{conf['control'].estimate:.1f}", change("control"), delta_color="inverse",
               help=f"95 % interval {conf['control'].format()}")
-    m4.metric("PLI ÷ control", f"{summary.ratio.estimate:.2f}", help=f"95 % interval {summary.ratio.format('.2f')}")
+    m4.metric("PLI ÷ control", f"{ratio.estimate:.2f}" if has_ratio else "–",
+              help=f"95 % interval {ratio.format('.2f')}" if has_ratio else "The control left no such confusions.")
     where = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"seed {seeds[0]} only")
     st.caption(
         f"Test images of either class predicted as the other, both directions; means over {where}. 95 % intervals "
         f"(bootstrap over the {summary.n_test:,} test images and the seeds): after PLI {conf['after'].format()}, "
-        f"control {conf['control'].format()}, PLI ÷ control {summary.ratio.format('.2f')}; accuracy after PLI "
-        f"{accs['after'].format('.4f')}, control {accs['control'].format('.4f')}, PLI − control "
-        f"{summary.accuracy_difference.format('+.4f')}."
+        f"control {conf['control'].format()}"
+        + (f", PLI ÷ control {ratio.format('.2f')}" if has_ratio and np.isfinite(ratio.low) else "")
+        + f"; accuracy after PLI {accs['after'].format('.4f')}, control {accs['control'].format('.4f')}, PLI − "
+          f"control {summary.accuracy_difference.format('+.4f')}."
         + ("" if len(seeds) > 1 else " One seed says nothing of how much the seed alone moves these figures: run "
                                      "several (Fine-tune → More settings → Seeds to run)."))
 
@@ -100,10 +109,18 @@ if table.empty:
     st.stop()
 
 labels = {row["run id"]: run_label(row) for _, row in table.iterrows()}
+linked, unknown = follow("run", labels)
+if linked:
+    sess.current_run_id = linked
+if unknown:
+    st.warning(f"There is no run `{unknown}` in this project's history (another data set or model, or a store "
+               f"that does not have it): pick one of its {len(labels)} runs below.", icon=":material/link_off:")
 if sess.current_run_id not in labels:
     sess.current_run_id = next(iter(labels))
-run_id = st.selectbox("Run", list(labels), index=list(labels).index(sess.current_run_id), format_func=labels.get)
+run_id = st.selectbox("Run", list(labels), index=list(labels).index(sess.current_run_id), format_func=labels.get,
+                      help="The page's address links to the run shown: paste it to open this run elsewhere.")
 sess.current_run_id = run_id
+show_in_address("run", run_id)
 try:
     res = stored_run(proj, run_id)
 except PlintError as exc:
@@ -157,6 +174,38 @@ st.plotly_chart(before_after_figure(res.test_embedding, names, groups), key="tes
                 config={"displaylogo": False})
 st.caption("Grey rings: where the moved training groups were asked to go; arrows: from each group's original "
            "centre. Black rings mark misclassified test images.")
+
+st.subheader("Run against run")
+others = [k for k in labels if k != run_id]
+if not others:
+    st.caption("Only one run is stored: run another (other moves, λ, schedule or seed) to put two runs side by side.")
+else:
+    other_id = st.selectbox("Against run B (the run above is A)", others, format_func=labels.get, key="w_versus")
+    try:
+        other = stored_run(proj, other_id).result
+    except PlintError as exc:
+        st.error(f"Cannot open run {other_id}: {exc}", icon=":material/error:")
+    else:
+        why = comparable(r, other)
+        if why:
+            st.warning(f"These two runs cannot be compared figure by figure: {why}.", icon=":material/warning:")
+        else:
+            settings = settings_table(r, other)
+            st.dataframe(settings.style.apply(lambda row: ["font-weight: bold" if row["differs"] else ""] * len(row),
+                                              axis=1), width="stretch")
+            c1, c2, c3 = st.columns([2, 3, 3])
+            c1.dataframe(accuracy_table(r, other).style.format("{:+.4f}", subset=["B − A"])
+                         .format("{:.4f}", subset=["run A", "run B"]).map(color_delta, subset=["B − A"]),
+                         width="stretch")
+            zmax = max(confusion_max(r), confusion_max(other))
+            c2.plotly_chart(confusion_figure(other["confusion"]["after"], names, "Run B after PLI", zmax),
+                            key="versus_b", config={"displaylogo": False})
+            c3.plotly_chart(difference_figure(r["confusion"]["after"], other["confusion"]["after"], names,
+                                              "After PLI: B − A"), key="versus_diff", config={"displaylogo": False})
+            versus = per_class_versus(r, other)
+            st.dataframe(versus.style.format("{:.3f}", subset=[c for c in versus.columns if c != "support"])
+                         .map(color_delta, subset=[c for c in versus.columns if c.startswith("Δ")]), width="stretch")
+            st.caption("After PLI fine-tuning in each run; Δ = B − A, green = B better. Bold settings differ.")
 
 st.subheader("Downloads")
 c1, c2, c3 = st.columns(3)

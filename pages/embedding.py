@@ -4,6 +4,7 @@ import streamlit as st
 
 from plint_app.chart_events import parse_event
 from plint_app.editor import SELECT_MODES
+from plint_app.links import follow, show_in_address
 from plint_app.project import Project
 from plint_app.resources import cached_base_traces, scatter_view
 from plint_app.scatter import COLOR_MODES, assemble, destination_grid, selection_overlay
@@ -11,7 +12,7 @@ from plint_app.scatter_view import ScatterView, committed_overlay, digest, pendi
 from plint_app.session import SessionData, session
 from plint_app.spec_panel import moves_panel
 from plint_app.thumbnails import MAX_THUMBNAILS, montage, pick
-from plint_app.ui import embedding_or_progress, load_project, page_link, show_flash
+from plint_app.ui import LAYER_KEY, current_layer, embedding_or_progress, load_project, page_link, show_flash
 from plint_core.errors import PlintError
 
 DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
@@ -184,6 +185,14 @@ st.caption("① Drag a box (or lasso) over a group of points, or pick whole clas
            "dx/dy, or switch *Clicking the plot* to *Destination* and click the spot; a contraction below 1 "
            "also tightens the group. ③ Commit the move. Repeat, then fine-tune.")
 project = load_project()
+layers = [info.name for info in project.layers]
+linked, unknown = follow("layer", layers)
+if linked:
+    st.session_state[LAYER_KEY] = linked
+if unknown:
+    st.warning(f"The model has no layer `{unknown}`: showing `{current_layer(project)}`. Its layers: "
+               f"{', '.join(layers)} (choose on Model & data).", icon=":material/link_off:")
+show_in_address("layer", current_layer(project))
 embedding = embedding_or_progress(project)
 if embedding is not None:
     editor(project, embedding)

@@ -331,6 +331,72 @@ def test_compare_shows_three_confusion_matrices_and_downloads(app_environment, s
     assert labels[:1] == ["Fine-tuned weights (safetensors)"] and "Spec (JSON)" in labels and "Metrics (CSV)" in labels
 
 
+def test_run_against_run_on_compare(app_environment, stored_run):
+    from plint_app.config import AppConfig
+    from plint_app.project import Project
+    from plint_core.pipeline import run_intervention
+
+    project = Project.load(AppConfig.from_env())
+    spec = InterventionSpec((Move(Selection(classes=(RUN_CLASS,)), RUN_TRANSLATE),))
+    other = run_intervention(project.data, project.bundle, project.embedding(project.default_layer, 0), spec,
+                             FinetuneConfig(epochs=TEST_EPOCHS, device="cpu", seed=2, lam=0.3), store=project.store)
+    a, b = stored_run.result, other.result
+    at = start()
+    session_data(at).current_run_id = stored_run.run_id
+    at.switch_page("pages/compare.py").run()
+    at.selectbox(key="w_versus").set_value(other.run_id).run()
+    assert not at.exception and not at.error
+    frames = [d.value for d in at.dataframe]
+    settings = next(f for f in frames if "differs" in f.columns)
+    assert settings.loc["seed", "differs"] and settings.loc["λ", "differs"] and not settings.loc["moves", "differs"]
+    assert (settings.loc["seed", "run A"], settings.loc["seed", "run B"]) == ("0", "2")
+    acc = next(f for f in frames if "B − A" in f.columns)
+    for model, title in (("after", "After PLI fine-tuning"), ("control", "Control (CE only)")):
+        assert acc.loc[title, "B − A"] == pytest.approx(b["accuracy"][model] - a["accuracy"][model])
+    per_class = next(f for f in frames if "Δ f1" in f.columns and "f1 A" in f.columns)
+    np.testing.assert_allclose(per_class["Δ f1"].to_numpy(), [fb["f1"] - fa["f1"] for fa, fb in
+                                                             zip(a["per_class"]["after"], b["per_class"]["after"])])
+    figs = figures(at)
+    diff = next(f for f in figs if f["layout"].get("title", {}).get("text") == "After PLI: B − A")
+    np.testing.assert_array_equal(decode(diff["data"][0]["z"]),
+                                  np.array(b["confusion"]["after"]) - np.array(a["confusion"]["after"]))
+
+
+def test_deep_link_opens_a_run_on_compare_and_the_address_follows_the_page(app_environment, stored_run):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["run"] = stored_run.run_id
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    assert session_data(at).current_run_id == stored_run.run_id
+    assert at.query_params["run"] == stored_run.run_id and not at.warning
+
+
+def test_deep_link_to_an_unknown_run_says_so_and_offers_the_history(app_environment, stored_run):
+    at = start()
+    at.query_params["run"] = "0123456789abcdef0123"
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    assert any("There is no run `0123456789abcdef0123` in this project's history" in w for w in texts(at.warning))
+    assert [b.label for b in at.selectbox][:1] == ["Run"], "the history to pick from"
+    assert at.query_params["run"] == session_data(at).current_run_id, "the address now links to the run shown"
+    at.run()
+    assert not at.warning, "said once"
+
+
+def test_deep_link_to_a_layer(app_environment):
+    at = start()
+    at.query_params["layer"] = "fc1"
+    at.switch_page("pages/embedding.py").run()
+    assert not at.exception and not at.error
+    assert at.session_state["w_layer"] == "fc1" and at.query_params["layer"] == "fc1"
+    at.query_params["layer"] = "no_such_layer"
+    at.run()
+    warning = next(w for w in texts(at.warning) if "no layer" in w)
+    assert "The model has no layer `no_such_layer`: showing `fc1`" in warning and "logits" in warning
+    assert at.query_params["layer"] == "fc1"
+
+
 def test_fresh_store_fits_with_progress_then_compare_has_nothing_yet(app_environment, monkeypatch, tmp_path):
     monkeypatch.setenv("PLINT_RUNS_DIR", str(tmp_path))
     at = start()

@@ -158,3 +158,20 @@ def walk_through(page, url: str) -> None:
     for title in ("Before fine-tuning", "After PLI fine-tuning", "Control (CE only)"):
         assert sums[title] == 360, sums
     screenshot(page, "compare")
+
+    # 5 · Deep links: the address names the run shown; pasted into a new session it opens that run
+    page.wait_for_function("() => new URL(location.href).searchParams.get('run')", timeout=30_000)
+    run_id = page.evaluate("() => new URL(location.href).searchParams.get('run')")
+    other = page.context.browser.new_context(viewport=VIEWPORT).new_page()  # a session of its own
+    other.goto(f"{url}/compare?run={run_id}")
+    other.get_by_text(f"Open run {run_id}").first.wait_for(timeout=60_000)
+    other.get_by_text(re.compile(r"PLI kept .* · control kept ")).first.wait_for(timeout=60_000)
+    assert other.get_by_text("There is no run").count() == 0
+    other.goto(f"{url}/compare?run=nosuchrun")
+    other.get_by_text(re.compile(r"There is no run nosuchrun in this project's history")).first.wait_for(timeout=60_000)
+    other.wait_for_function(f"() => new URL(location.href).searchParams.get('run') === '{run_id}'", timeout=30_000)
+    other.goto(f"{url}/embedding?layer=act3")
+    other.get_by_text("Layer act3 (ready)").first.wait_for(timeout=RUN_TIMEOUT_MS)  # fitted for this link
+    other.get_by_role("heading", name="Embedding & interventions").first.wait_for()
+    assert "layer=act3" in other.url
+    other.context.close()
