@@ -7,22 +7,6 @@ import streamlit as st
 from plint_app.history import history_table, run_label
 from plint_app.jobs import DONE
 from plint_app.links import follow, show_in_address
-from plint_app.metrics_view import (
-    MODEL_TITLES,
-    MODELS,
-    before_after_figure,
-    confusion_figure,
-    confusion_max,
-    delta_columns,
-    difference_figure,
-    metrics_csv,
-    moved_groups,
-    per_class_table,
-    schedule_summary,
-    selection_summary,
-    spec_summary,
-    validation_figure,
-)
 from plint_app.project import Project
 from plint_app.resources import embedding_job, seed_bootstrap, stored_run
 from plint_app.run_versus import accuracy_table, comparable, per_class_versus, settings_table
@@ -32,6 +16,24 @@ from plint_app.ui import current_embedding_seed, current_layer, load_project, pa
 from plint_core.errors import PlintError
 from plint_core.metrics import targeted_pair
 from plint_core.pipeline import load_embedding
+from plint_core.report.figures import (
+    before_after_figure,
+    confusion_figure,
+    confusion_max,
+    difference_figure,
+    moved_groups,
+    validation_figure,
+)
+from plint_core.report.summaries import (
+    MODEL_TITLES,
+    MODELS,
+    delta_columns,
+    metrics_csv,
+    per_class_table,
+    schedule_summary,
+    selection_summary,
+    spec_summary,
+)
 
 
 def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:

@@ -6,7 +6,6 @@ import streamlit as st
 
 from plint_app.history import history_table, run_label
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, Queued, relay
-from plint_app.metrics_view import selection_summary, spec_summary
 from plint_app.project import Project
 from plint_app.resources import embedding_job, executor, session_workspace
 from plint_app.run_archives import export_bytes, import_upload
@@ -23,6 +22,7 @@ from plint_app.ui import (
 from plint_core.errors import PlintError
 from plint_core.finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration
 from plint_core.pipeline import load_run, run_key
+from plint_core.report.summaries import selection_summary, spec_summary
 from plint_core.runs.tasks import RunTask
 
 DEFAULTS = FinetuneConfig()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .metrics_view import schedule_summary, spec_summary
+from plint_core.report.summaries import schedule_summary, spec_summary
 
 COLUMNS = ["time", "moves", "λ", "schedule", "lr", "seed", "accuracy before", "accuracy after", "accuracy control",
            "device", "data", "layer", "run id"]

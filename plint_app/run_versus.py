@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .metrics_view import MODEL_TITLES, MODELS, schedule_summary, spec_summary
+from plint_core.report.summaries import MODEL_TITLES, MODELS, schedule_summary, spec_summary
 
 METRICS = ("precision", "recall", "f1")
 

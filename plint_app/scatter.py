@@ -17,13 +17,13 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.colors import qualitative
+
+from plint_core.report.style import COMMITTED_COLOR, GHOST_COLOR, RING_COLOR, class_colors, marker_size
 
 from .chart_events import TEST, TRAIN
 
 COLOR_MODES = {"label": "Label", "prediction": "Prediction", "correct": "Errors"}
 CORRECT_COLOR, WRONG_COLOR = "#8fa8c8", "#d62728"
-GHOST_COLOR, COMMITTED_COLOR, RING_COLOR = "#2b2b2b", "#8c8c8c", "#000000"
 GRID_STEPS = 41
 
 
@@ -51,17 +51,6 @@ class PointSet:
 
     def customdata(self) -> np.ndarray:
         return np.stack([self.ids, self.labels, self.preds, np.full(len(self), self.split)], axis=1).astype(np.int32)
-
-
-def marker_size(n_points: int) -> float:
-    """Marker diameter (px) that keeps ``n_points`` readable: 7 for a few hundred, 3 at 50k."""
-    return float(np.clip(10.5 - 1.6 * np.log10(max(n_points, 1)), 3.0, 7.0))
-
-
-def class_colors(n_classes: int) -> list[str]:
-    """A categorical palette with at least ``n_classes`` colours."""
-    palette = qualitative.Plotly if n_classes <= 10 else qualitative.Dark24 if n_classes <= 24 else qualitative.Alphabet
-    return [palette[i % len(palette)] for i in range(n_classes)]
 
 
 def _names_are_indices(class_names: Sequence[str]) -> bool:
@@ -170,15 +159,6 @@ def destination_grid(x_range: tuple[float, float], y_range: tuple[float, float],
                         hovertemplate="move the group here: (%{x:.2f}, %{y:.2f})<extra></extra>",
                         marker=dict(size=14, opacity=0.0, color="#000000"))
     return Overlay([grid], [])
-
-
-def plot_ranges(*arrays: np.ndarray, pad: float = 0.08) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Padded ``(x_range, y_range)`` covering every ``[N, 2]`` array given."""
-    xy = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1, 2) for a in arrays if len(a)])
-    lo, hi = xy.min(0), xy.max(0)
-    span = np.maximum(hi - lo, 1e-6)
-    lo, hi = lo - pad * span, hi + pad * span
-    return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
 
 
 def assemble(base: Sequence[go.Scattergl], overlay: Overlay, *, ranges, dragmode: str = "select",

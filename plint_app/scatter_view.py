@@ -9,10 +9,11 @@ import numpy as np
 from plint_core.data.dataset import Dataset
 from plint_core.intervention import InterventionSpec
 from plint_core.pipeline import Embedding
+from plint_core.report.style import marker_size, plot_ranges
 
 from .chart_events import TEST, TRAIN
 from .editor import TrainIndex
-from .scatter import Overlay, PointSet, marker_size, moves_overlay, plot_ranges, preview_overlay
+from .scatter import Overlay, PointSet, moves_overlay, preview_overlay
 
 
 @dataclass(frozen=True)
