@@ -24,6 +24,7 @@ from plint_core.report.figures import (
     moved_groups,
     validation_figure,
 )
+from plint_core.report.html import render_report
 from plint_core.report.summaries import (
     MODEL_TITLES,
     MODELS,
@@ -44,6 +45,13 @@ def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:
     if embedding_key and proj.store.has_embedding(embedding_key):
         return load_embedding(proj.store, embedding_key).train_xy
     return None
+
+
+def report_html(proj: Project, res) -> str:
+    """The run's HTML report (:mod:`plint_core.report.html`), with thumbnails when the run is on these images."""
+    fits = res.moved is not None and len(res.moved) == len(proj.data.train)
+    return render_report(res.result, res.test_embedding, train_targets=res.train_targets, moved=res.moved,
+                         data=proj.data if fits else None, train_xy=run_train_xy(proj, res.result.get("embedding_key", "")))
 
 
 def color_delta(value: float) -> str:
@@ -210,7 +218,7 @@ else:
             st.caption("After PLI fine-tuning in each run; Δ = B − A, green = B better. Bold settings differ.")
 
 st.subheader("Downloads")
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 weights = res.directory / "finetuned.safetensors"
 sidecar = weights.with_suffix(".json")
 if weights.is_file():
@@ -224,3 +232,8 @@ c2.download_button("Spec (JSON)", json.dumps(r["spec"], indent=2), file_name=f"p
                    mime="application/json", icon=":material/download:")
 c3.download_button("Metrics (CSV)", metrics_csv(r), file_name=f"plint_metrics_{run_id}.csv", mime="text/csv",
                    icon=":material/download:")
+c4.download_button("Report (HTML)", lambda: report_html(proj, res), file_name=f"plint_report_{run_id}.html",
+                   mime="text/html", on_click="ignore", icon=":material/description:", key="w_report",
+                   help="One self-contained HTML file (plotly.js inlined, about 5 MB): the moves with thumbnails, "
+                        "the confusion matrices, per-class figures, the test embedding and the settings. It opens "
+                        "offline from a mail attachment.")

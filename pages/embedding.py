@@ -11,9 +11,9 @@ from plint_app.scatter import COLOR_MODES, assemble, destination_grid, selection
 from plint_app.scatter_view import ScatterView, committed_overlay, digest, pending_overlay, signature
 from plint_app.session import SessionData, session
 from plint_app.spec_panel import moves_panel
-from plint_app.thumbnails import MAX_THUMBNAILS, montage, pick
 from plint_app.ui import LAYER_KEY, current_layer, embedding_or_progress, load_project, page_link, show_flash
 from plint_core.errors import PlintError
+from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
 
 DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
 CLICK_MODES = {"select": "Select", "destination": "Destination"}

@@ -2,7 +2,7 @@
 
 Pure modules (no Streamlit import, unit-testable): :mod:`.config`,
 :mod:`.project`, :mod:`.jobs`, :mod:`.editor`, :mod:`.chart_events`,
-:mod:`.scatter`, :mod:`.thumbnails`, :mod:`.history`, :mod:`.run_versus`, :mod:`.seeds`,
+:mod:`.scatter`, :mod:`.history`, :mod:`.run_versus`, :mod:`.seeds`,
 :mod:`.sources` (opening a user's model and data).
 Streamlit glue: :mod:`.resources` (shared caches), :mod:`.session` (per-browser
 state), :mod:`.ui` (small widgets shared by the pages) and :mod:`.source_panel`

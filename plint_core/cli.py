@@ -165,12 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fine-tune on a stratified subset of N training points, the moved points always included "
                           "(default: all)")
 
-    p = sub.add_parser("runs", help="list, show, delete, export or import stored runs",
+    p = sub.add_parser("runs", help="list, show, delete, export, import or report stored runs",
                        description="list | show RUN_ID | delete RUN_ID | export RUN_ID --out run.zip | "
-                                   "import run.zip [--data SRC --model MODEL]")
-    p.add_argument("action", choices=("list", "show", "delete", "export", "import"))
+                                   "import run.zip [--data SRC --model MODEL] | report RUN_ID --out report.html "
+                                   "[--data SRC]")
+    p.add_argument("action", choices=("list", "show", "delete", "export", "import", "report"))
     p.add_argument("run_id", nargs="?", metavar="RUN_ID|ARCHIVE", help="a run id, or for 'import' the .zip")
-    p.add_argument("--out", metavar="run.zip", help="export: the archive to write")
+    p.add_argument("--out", metavar="FILE", help="export: the archive to write (run.zip); report: the HTML file")
     p.add_argument("--no-latents", dest="latents", action="store_false",
                    help="export: leave the embedding's latents out (smaller; the importer recomputes them if needed)")
     _common(p, data="optional", model="optional")
@@ -369,6 +370,8 @@ def cmd_runs(a: argparse.Namespace) -> None:
         raise PlintError(f"'runs {a.action}' needs a run id (see 'runs list')")
     if a.action == "show":
         print(json.dumps(store.load_run(a.run_id), indent=2))
+    elif a.action == "report":
+        _report(a, store)
     elif a.action == "export":
         if not a.out:
             raise PlintError("'runs export' needs --out run.zip: the archive to write")
@@ -379,6 +382,31 @@ def cmd_runs(a: argparse.Namespace) -> None:
     else:
         store.delete_run(a.run_id)
         _log(f"deleted run {a.run_id}")
+
+
+def _report(a: argparse.Namespace, store: RunStore) -> None:
+    """``runs report RUN_ID --out report.html``: one self-contained HTML file (:mod:`plint_core.report.html`).
+    Thumbnails of the moved images come from ``--data`` (or the data set the run names, if it opens)."""
+    from .pipeline import load_embedding, load_run
+    from .report.html import write_report
+
+    if not a.out:
+        raise PlintError("'runs report' needs --out report.html: the file to write")
+    run = load_run(store, a.run_id)
+    data, note = None, ""
+    try:
+        data = load_data(a.data or run.result["data"])
+        if len(data.train) != len(run.moved) or list(data.class_names) != list(run.result["classes"]):
+            raise PlintError(f"{data.name} is not the data set run {a.run_id} was made on")
+    except PlintError as exc:
+        if a.data:
+            raise
+        data, note = None, f" (no thumbnails: {exc}; give --data SRC)"
+    key = run.result.get("embedding_key", "")
+    train_xy = load_embedding(store, key).train_xy if key and store.has_embedding(key) else None
+    path = write_report(a.out, run.result, run.test_embedding, train_targets=run.train_targets, moved=run.moved,
+                        data=data, train_xy=train_xy)
+    _log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB){note}")
 
 
 def _import_run(a: argparse.Namespace, store: RunStore) -> None:

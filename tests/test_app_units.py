@@ -14,13 +14,13 @@ from plint_app.history import history_table
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, JobRegistry
 from plint_app.scatter import PointSet, base_traces, destination_grid, marker_size
 from plint_app.scatter_view import move_target
-from plint_app.thumbnails import montage, pick
 from plint_core.data.replicate import replicate_train
 from plint_core.device import choose_threads, cpu_quota
 from plint_core.errors import PlintError, RunCancelled
 from plint_core.intervention import InterventionSpec, Move, Selection
 from plint_core.report.figures import before_after_figure, confusion_figure, difference_figure, moved_groups
 from plint_core.report.summaries import metrics_csv, per_class_table, spec_summary
+from plint_core.report.thumbnails import montage, pick
 
 
 @pytest.fixture

@@ -175,3 +175,23 @@ def walk_through(page, url: str) -> None:
     other.get_by_role("heading", name="Embedding & interventions").first.wait_for()
     assert "layer=act3" in other.url
     other.context.close()
+
+    # 6 · The report: downloaded from Compare, it opens offline with no server and no console errors
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Report (HTML)").click()
+    report = Path(download.value.path()).parent / download.value.suggested_filename  # a name ending in .html
+    download.value.save_as(report)
+    assert report.name.endswith(".html")
+    assert report.stat().st_size <= 5_000_000, report.stat().st_size
+    offline = page.context.browser.new_context(viewport=VIEWPORT, offline=True)
+    reader = offline.new_page()
+    problems, fetched = [], []
+    reader.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    reader.on("pageerror", lambda e: problems.append(str(e)))
+    reader.on("request", lambda r: fetched.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+    reader.goto(report.as_uri())
+    reader.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 7",
+                             timeout=60_000)
+    assert reader.get_by_text(f"plint report · run {run_id}").count() >= 1
+    assert not problems and not fetched, (problems, fetched)
+    offline.close()

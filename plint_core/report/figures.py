@@ -84,13 +84,15 @@ def validation_figure(result: dict, height: int = 260) -> go.Figure | None:
 
 
 def before_after_figure(table: pd.DataFrame, class_names: Sequence[str], groups: Sequence[tuple[np.ndarray, np.ndarray]],
-                          height: int = 520) -> go.Figure:
+                        height: int = 520, webgl: bool = True) -> go.Figure:
     """Test points before (left) and after (right) fine-tuning, on the same axes, coloured by true label.
 
     ``groups`` are the moved training groups as ``(origin xy, target xy)``:
     their targets are drawn as grey rings in both panels, with an arrow from
-    the group's original centroid to its target centroid.
+    the group's original centroid to its target centroid. ``webgl=False`` draws
+    SVG markers instead (slower with many points, but shown where WebGL is not).
     """
+    scatter = go.Scattergl if webgl else go.Scatter
     fig = make_subplots(rows=1, cols=2, shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.03,
                         subplot_titles=("Test set before fine-tuning", "Test set after PLI fine-tuning"))
     colors = class_colors(len(class_names))
@@ -103,18 +105,18 @@ def before_after_figure(table: pd.DataFrame, class_names: Sequence[str], groups:
             m = labels == k
             if not m.any():
                 continue
-            fig.add_trace(go.Scattergl(
+            fig.add_trace(scatter(
                 x=x[m], y=y[m], mode="markers", name=str(name), legendgroup=str(name), showlegend=col == 1,
                 customdata=np.stack([table["id"].to_numpy()[m], pred[m]], 1),
                 hovertemplate=f"id %{{customdata[0]}}<br>label {name}<br>prediction %{{customdata[1]}}<extra></extra>",
                 marker=dict(color=colors[k], size=size, opacity=0.8)), row=1, col=col)
         wrong = pred != labels
-        fig.add_trace(go.Scattergl(x=x[wrong], y=y[wrong], mode="markers", name="misclassified", legendgroup="wrong",
+        fig.add_trace(scatter(x=x[wrong], y=y[wrong], mode="markers", name="misclassified", legendgroup="wrong",
                                    showlegend=col == 1, hoverinfo="skip",
                                    marker=dict(symbol="circle-open", color="#000000", size=size + 3,
                                                line=dict(width=1.2))), row=1, col=col)
         for g, (origin, target) in enumerate(groups):
-            fig.add_trace(go.Scattergl(x=target[:, 0], y=target[:, 1], mode="markers", name="moved group targets",
+            fig.add_trace(scatter(x=target[:, 0], y=target[:, 1], mode="markers", name="moved group targets",
                                        legendgroup="targets", showlegend=col == 1 and g == 0, hoverinfo="skip",
                                        marker=dict(symbol="circle-open", color=COMMITTED_COLOR, size=size + 2)),
                           row=1, col=col)

@@ -1,4 +1,4 @@
-"""A montage of selected images: one RGB array, each tile framed green (correct) or red (misclassified)."""
+"""A montage of selected images: one RGB array, each tile framed green (correct), red (misclassified) or grey."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 MAX_THUMBNAILS = 48
 TILE_PX = 48
 BORDER_PX = 3
-CORRECT_RGB, WRONG_RGB, GAP_RGB = (44, 160, 44), (214, 39, 40), (255, 255, 255)
+CORRECT_RGB, WRONG_RGB, GAP_RGB, PLAIN_RGB = (44, 160, 44), (214, 39, 40), (255, 255, 255), (160, 160, 160)
 
 
 def pick(ids: np.ndarray, limit: int = MAX_THUMBNAILS) -> np.ndarray:
@@ -17,11 +17,12 @@ def pick(ids: np.ndarray, limit: int = MAX_THUMBNAILS) -> np.ndarray:
     return ids[np.linspace(0, ids.size - 1, limit).round().astype(int)]
 
 
-def montage(images: np.ndarray, correct: np.ndarray, columns: int = 12, tile: int = TILE_PX) -> np.ndarray:
+def montage(images: np.ndarray, correct: np.ndarray | None, columns: int = 12, tile: int = TILE_PX) -> np.ndarray:
     """Tile ``images`` (``[N, C, H, W]`` in ``[0, 1]``, C = 1 or 3) into a ``uint8`` RGB grid.
 
     Each image is scaled up by an integer factor to about ``tile`` pixels and
-    framed in green where ``correct`` is true, red where it is false.
+    framed in green where ``correct`` is true, red where it is false, grey
+    everywhere when ``correct`` is ``None`` (not known).
     """
     n = len(images)
     if n == 0:
@@ -40,6 +41,6 @@ def montage(images: np.ndarray, correct: np.ndarray, columns: int = 12, tile: in
     for i in range(n):
         r, col = divmod(i, columns)
         y, x = r * (th + gap), col * (tw + gap)
-        out[y:y + th, x:x + tw] = CORRECT_RGB if correct[i] else WRONG_RGB
+        out[y:y + th, x:x + tw] = PLAIN_RGB if correct is None else CORRECT_RGB if correct[i] else WRONG_RGB
         out[y + BORDER_PX:y + th - BORDER_PX, x + BORDER_PX:x + tw - BORDER_PX] = pixels[i]
     return out
