@@ -24,13 +24,15 @@ for all of them together, each page once: the judged figure is the largest sum o
 a page that several of them map, such as torch's libraries in the server and in its worker, is divided among
 them), sampled every 0.5 s from the start to the end of the first run: ≤ 2.5 GB (the issue's goal; not judged
 with ``--quick``). The largest sum of their ``VmRSS``, which counts shared pages once per process, is printed
-beside it as an upper bound. ``--batch-sizes 16,32`` makes one run per batch size, in that order, on the same
-move (the later ones are reported, not judged). Chromium's own memory is not counted.
+beside it as an upper bound. The server runs with ``PLINT_MEMORY_GB=2.7`` (``--memory-gb``: Streamlit Cloud's
+limit), and the run uses the batch size the Fine-tune page presets for it (16 for 224-pixel images on such a
+host: :func:`plint_core.finetune.preset_batch_size`); ``--batch-sizes 32,16`` instead makes one run per batch
+size, in that order, on the same move (the later ones are reported, not judged). Chromium's own memory is not counted.
 
 Usage::
 
     python bench/bench_app_memory.py [--train-images 20000] [--input-size 224] [--train-points 1000]
-                                     [--epochs 1] [--batch-sizes 32] [--threads N] [--timeout-min 180] [--out NAME.json]
+                                     [--epochs 1] [--batch-sizes preset] [--memory-gb 2.7] [--threads N] [--timeout-min 180] [--out NAME.json]
     python bench/bench_app_memory.py --quick    # 600 images at 64 px, small t-SNE, 200 training points
 
 On a 2-core CPU at 224 px the embedding job pushes every image through ResNet-18 (about 60 images/s),
@@ -104,6 +106,8 @@ def app_env(a: argparse.Namespace, data: Path, model: Path, runs: Path) -> dict[
         env["PLINT_TSNE_CONFIG"] = json.dumps(SMALL_TSNE)
     if a.threads:
         env["PLINT_TORCH_THREADS"] = str(a.threads)
+    if a.memory_gb:
+        env["PLINT_MEMORY_GB"] = str(a.memory_gb)
     return env
 
 
@@ -334,7 +338,9 @@ def drive(page, server, a: argparse.Namespace, stages: Stages) -> dict:
     set_number(page, "Training points (0 = all)", a.train_points)
     runs = []
     for batch in a.batch_sizes:
-        set_number(page, "Batch size", batch)
+        if batch != "preset":
+            set_number(page, "Batch size", batch)
+        shown = int(page.get_by_role("spinbutton", name="Batch size", exact=True).input_value())
         t = time.perf_counter()
         page.get_by_role("button", name="Run fine-tuning and control").click()
         outcome = wait_for_text(page, re.compile(r"^Run \w+ finished in [\d.]+ s"),
@@ -342,8 +348,8 @@ def drive(page, server, a: argparse.Namespace, stages: Stages) -> dict:
                                  re.compile(r"the embedding is (still being fitted|not computed yet)"),
                                  "a run is already in progress"], timeout_s, server, unlike=[r["run_text"] for r in runs])
         page.get_by_text("Test accuracy before").first.wait_for(timeout=STEP_TIMEOUT_MS)
-        runs.append({"batch_size": batch, "run_seconds": time.perf_counter() - t, "run_text": outcome})
-        stages.record(f"run finished (outcome shown), batch {batch}")
+        runs.append({"batch_size": shown, "set": batch, "run_seconds": time.perf_counter() - t, "run_text": outcome})
+        stages.record(f"run finished (outcome shown), batch {shown}{' (the preset)' if batch == 'preset' else ''}")
     return {"fit_seconds": fit_s, "fit_text": ready, "selected": selected, "runs": runs}
 
 
@@ -356,9 +362,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--train-points", type=int, default=1000,
                     help="the Fine-tune page's 'Training points' (a stratified subset, moved points included)")
     ap.add_argument("--epochs", type=int, default=1, help="the Fine-tune page's epochs (PLI run and control each)")
-    ap.add_argument("--batch-sizes", default="32",
-                    help="the Fine-tune page's 'Batch size' of each run, in order, comma-separated (default 32, the "
-                         "engine's); the goal is judged up to the end of the first run")
+    ap.add_argument("--batch-sizes", default="preset",
+                    help="the Fine-tune page's 'Batch size' of each run, in order, comma-separated; 'preset' leaves "
+                         "the page's preset (default; plint_core.finetune.preset_batch_size). The goal is judged up to "
+                         "the end of the first run")
+    ap.add_argument("--memory-gb", type=float, default=2.7,
+                    help="the server's PLINT_MEMORY_GB (default 2.7, Streamlit Cloud's limit; 0: unset)")
     ap.add_argument("--threads", type=int, default=0, help="the server's PLINT_TORCH_THREADS (0: the app's choice)")
     ap.add_argument("--timeout-min", type=float, default=180.0,
                     help="longest wait for the project, the embedding fit and the run, each")
@@ -371,10 +380,10 @@ def parse_args() -> argparse.Namespace:
             setattr(a, k, v)
     a.out = a.out or f"app_memory{'_quick' if a.quick else ''}.json"
     try:
-        a.batch_sizes = [int(b) for b in str(a.batch_sizes).split(",")]
+        a.batch_sizes = [b if b == "preset" else int(b) for b in str(a.batch_sizes).split(",")]
     except ValueError:
-        ap.error(f"--batch-sizes {a.batch_sizes!r}: give whole numbers separated by commas")
-    if not a.batch_sizes or min(a.batch_sizes) < 1:
+        ap.error(f"--batch-sizes {a.batch_sizes!r}: give whole numbers or 'preset', separated by commas")
+    if not a.batch_sizes or min((b for b in a.batch_sizes if b != "preset"), default=1) < 1:
         ap.error("--batch-sizes: give at least one batch size of 1 or more")
     return a
 
@@ -386,7 +395,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'QUICK ' if a.quick else ''}app memory: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}; "
           f"{a.train_images:,} training images, ResNet-18 at {a.input_size}×{a.input_size}, "
-          f"{'small' if a.quick else 'default'} t-SNE, {a.train_points:,} training points, {a.epochs} epoch(s)",
+          f"{'small' if a.quick else 'default'} t-SNE, {a.train_points:,} training points, {a.epochs} epoch(s), "
+          f"PLINT_MEMORY_GB={a.memory_gb or 'unset'}, batch sizes {','.join(map(str, a.batch_sizes))}",
           flush=True)
     from playwright.sync_api import sync_playwright
 
@@ -443,7 +453,7 @@ def main() -> None:
               f"epochs {(run.get('finetune') or {}).get('epochs', '?')}")
     verdict = ("not judged in a quick run" if a.quick else "PASS" if judged <= GOAL_GB else "MISS")
     print(f"server alone: peak VmHWM {peak:.3f} GB; server + workers through the fit and the first run (batch "
-          f"{a.batch_sizes[0]}): largest sampled sum of Pss {judged:.3f} GB, of VmRSS {judged_rss:.3f} GB "
+          f"{ui['runs'][0]['batch_size']}): largest sampled sum of Pss {judged:.3f} GB, of VmRSS {judged_rss:.3f} GB "
           f"(every {SAMPLE_SECONDS} s)")
     for r in stages.rows[first + 1:]:
         print(f"  later, {r['stage']}: largest sum of Pss {r['peak sum Pss since last GB']:.3f} GB, of VmRSS "
@@ -474,9 +484,10 @@ def sanity(a: argparse.Namespace, ui: dict, runs: list[dict], server_log: str) -
             problems.append(f"a run moved {run['n_moved']} points, {ui['selected']} were selected")
         if 0 < a.train_points < a.train_images and run["n_train"] != a.train_points:
             problems.append(f"a run trained on {run['n_train']} images, not --train-points {a.train_points}")
-    if sorted(r["finetune"].get("batch_size") for r in runs) != sorted(a.batch_sizes):
+    shown = [r["batch_size"] for r in ui["runs"]]
+    if sorted(r["finetune"].get("batch_size") for r in runs) != sorted(shown):
         problems.append(f"the runs' batch sizes are {[r['finetune'].get('batch_size') for r in runs]}, "
-                        f"not {a.batch_sizes}")
+                        f"not the page's {shown}")
     return problems
 
 

@@ -20,7 +20,7 @@ from plint_app.ui import (
     show_flash,
 )
 from plint_core.errors import PlintError
-from plint_core.finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration
+from plint_core.finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration, preset_batch_size
 from plint_core.pipeline import load_run, run_key
 from plint_core.report.summaries import selection_summary, spec_summary
 from plint_core.runs.tasks import RunTask
@@ -176,8 +176,9 @@ else:
     st.info("There are no moves yet. Select groups of points and move them first.", icon=":material/info:")
     page_link("embedding", "Go to Embedding & interventions", icon=":material/scatter_plot:")
 
+preset = preset_batch_size(proj.data.input_shape, proj.config.memory_bytes, proj.device.type)
 for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epochs", 0), ("w_lr", DEFAULTS.lr),
-                   ("w_seed", DEFAULTS.seed), ("w_batch", DEFAULTS.batch_size), ("w_points", 0),
+                   ("w_seed", DEFAULTS.seed), ("w_batch", preset), ("w_points", 0),
                    ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
@@ -194,6 +195,10 @@ c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="w_seed", 
 with st.expander("More settings"):
     st.number_input("Batch size", min_value=1, max_value=4096, step=1, key="w_batch", persist_state="session",
                     help="Images per optimisation step.")
+    if preset < DEFAULTS.batch_size:
+        st.caption(f"Preset to {preset} instead of {DEFAULTS.batch_size}: this server may use "
+                   f"{proj.config.memory_bytes / 1e9:.1f} GB, and a batch's activations at "
+                   f"{'×'.join(map(str, proj.data.input_shape))} are large (PLINT_MEMORY_GB).")
     st.number_input("Seeds to run", min_value=1, max_value=10, step=1, key="w_seeds", persist_state="session",
                     help="Run the seed above and the next ones (seed, seed + 1, …), each a PLI run with its control, "
                          "one after another. Compare then shows the targeted pair's confusions as the mean over the "

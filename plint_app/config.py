@@ -15,6 +15,11 @@
 ``PLINT_ALLOW_PATHS``     ``1``/``true``: the Model & data page may also open a model
                           and data by their paths on the server (default off, as on
                           Streamlit Cloud, where viewers may upload files only)
+``PLINT_MEMORY_GB``       the memory the app and its workers may use, in GB; default:
+                          the container's cgroup limit, if any
+                          (:func:`plint_core.device.memory_limit`). Below 4 GB, large
+                          images get a smaller preset batch
+                          (:func:`plint_core.finetune.preset_batch_size`)
 ========================  =========================================================
 """
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from plint_core.device import DEVICE_CHOICES
+from plint_core.device import DEVICE_CHOICES, memory_limit
 from plint_core.embedding.parametric_tsne import TSNEConfig
 from plint_core.errors import PlintError
 
@@ -44,6 +49,8 @@ class AppConfig:
     """0 = automatic (:func:`plint_core.device.choose_threads`)."""
     allow_paths: bool = False
     """Whether users may open files by server path (``PLINT_ALLOW_PATHS``); uploads are always allowed."""
+    memory_bytes: int | None = None
+    """The memory the app may use (``PLINT_MEMORY_GB``, else the cgroup's limit); ``None``: not limited."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
@@ -57,13 +64,28 @@ class AppConfig:
                    tsne=_tsne_config(env.get("PLINT_TSNE_CONFIG", "")),
                    scale_points=_non_negative_int(env.get("PLINT_SCALE_POINTS", ""), "PLINT_SCALE_POINTS"),
                    torch_threads=_non_negative_int(env.get("PLINT_TORCH_THREADS", ""), "PLINT_TORCH_THREADS"),
-                   allow_paths=_flag(env.get("PLINT_ALLOW_PATHS", ""), "PLINT_ALLOW_PATHS"))
+                   allow_paths=_flag(env.get("PLINT_ALLOW_PATHS", ""), "PLINT_ALLOW_PATHS"),
+                   memory_bytes=_memory(env.get("PLINT_MEMORY_GB", "")))
 
     def cache_key(self) -> str:
-        """A string naming everything loaded, for in-memory caches shared by sessions."""
+        """A string naming everything loaded (and the memory it may use, which decides presets), for in-memory
+        caches shared by sessions."""
         return json.dumps({"runs": str(self.runs_dir.resolve()), "data": self.data, "model": self.model,
-                           "device": self.device, "tsne": self.tsne.to_dict(), "scale": self.scale_points},
-                          sort_keys=True)
+                           "device": self.device, "tsne": self.tsne.to_dict(), "scale": self.scale_points,
+                           "memory": self.memory_bytes}, sort_keys=True)
+
+
+def _memory(text: str) -> int | None:
+    if not text.strip():
+        return memory_limit()
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise PlintError(f"PLINT_MEMORY_GB={text!r} is not an amount of memory: give GB as a positive number, "
+                         "such as 2.7, or leave it unset")
+    return int(value * 1e9)
 
 
 def _tsne_config(text: str) -> TSNEConfig:

@@ -43,6 +43,23 @@ def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
         return None
 
 
+def memory_limit(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes of memory this container may use by its cgroup, or ``None`` if unlimited or unknown."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):  # cgroup v2, then v1
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text == "max":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        return None if value >= 1 << 60 else value  # v1 writes a huge number for "unlimited"
+    return None
+
+
 def choose_threads(requested: int, current: int, quota: int | None) -> int:
     """Torch CPU threads to use: ``requested`` if > 0, else ``current`` capped at the CPU ``quota``."""
     if requested:

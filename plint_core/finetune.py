@@ -175,6 +175,27 @@ class TrainingBatchSource:
     """Whether each row was moved by the spec (used with ``embed_on="moved"``); ``None``: none known."""
 
 
+SMALL_MEMORY_BYTES = 4_000_000_000
+"""Below this much memory a host counts as small for :func:`preset_batch_size` (Streamlit Cloud: about 2.7 GB)."""
+LARGE_INPUT_VALUES = 100_000
+"""Input values per image from which an image counts as large (3 × 224 × 224 is 150,528)."""
+
+
+def preset_batch_size(input_shape: tuple[int, ...], memory_bytes: int | None, device: str = "cpu") -> int:
+    """The batch size to offer: :attr:`FinetuneConfig.batch_size` (32), or 16 for large images
+    (:data:`LARGE_INPUT_VALUES`) on a CPU host with less than :data:`SMALL_MEMORY_BYTES` of memory.
+
+    Fine-tuning keeps a batch's activations for the backward pass, and at 224 × 224 they dominate: the
+    20,000-image ResNet-18 project of ``bench/bench_app_memory.py`` peaked at 2.92 GB (server and worker
+    together, summed Pss) with batch 32 and at 2.35 GB with 16 (bench/RESULTS.md), against Streamlit
+    Cloud's 2.7 GB. A GPU keeps activations in its own memory, so the preset stays 32 there.
+    """
+    default = FinetuneConfig.batch_size
+    if device == "cuda" or memory_bytes is None or memory_bytes >= SMALL_MEMORY_BYTES:
+        return default
+    return min(default, 16) if int(np.prod(input_shape)) >= LARGE_INPUT_VALUES else default
+
+
 def format_duration(seconds: float) -> str:
     """``42 s``, ``3 min 05 s`` or ``1 h 02 min``."""
     seconds = max(0, int(round(seconds)))

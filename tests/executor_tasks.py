@@ -112,3 +112,16 @@ class Pid:
 
     def run(self, report, cancel) -> int:
         return os.getpid()
+
+
+@dataclass(frozen=True)
+class Resident:
+    """Returns its process's resident bytes and id."""
+
+    kind: str = field(default="test", init=False)
+    label: str = "resident-memory task"
+
+    def run(self, report, cancel) -> tuple[int, int]:
+        from plint_core.device import resident_bytes
+
+        return resident_bytes(), os.getpid()
