@@ -43,9 +43,8 @@ def test_plint_memory_gb(monkeypatch):
 
 
 def test_the_fine_tune_page_presets_the_batch_and_says_why(app_environment, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     from app_helpers import APP
+    from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("PLINT_MEMORY_GB", "2.7")
     monkeypatch.setattr(finetune, "LARGE_INPUT_VALUES", 64)  # the digits' 1×8×8 images count as large here

@@ -6,7 +6,6 @@ import json
 import re
 
 import numpy as np
-import pytest
 
 from plint_core import __version__
 from plint_core.cli import main
