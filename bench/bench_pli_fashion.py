@@ -4,19 +4,22 @@ Set-up (as bench/probe_pli_fashion.py): ``../shared/data/fashionmnist.npz``; 5,0
 seed 0) become the validation split; the plint CNN is trained 2 epochs on the rest (cached in bench/out/);
 fine-tuning uses 20,000 of its training images (seed 0), embedded with the default ``TSNEConfig`` (logits). The
 class pair is the one most confused on the validation split (``metrics.most_confused_pair``). Every run uses the
-engine's default ``FinetuneConfig`` (λ 0.1, 1,000 steps, Adam 1e-3, batch 32, best validation checkpoint of 10
-evaluations on 1,000 validation images, patience 5) and differs only in its seed and in what it is.
+engine's default ``FinetuneConfig`` (λ 0.1 unless the search picks another, 1,000 steps, Adam 1e-3, batch 32, best
+validation checkpoint of 10 evaluations on 1,000 validation images, patience 5) and differs only in its seed and
+in what it is.
 
 1. **Edit search, validation split only** (seed 0): class-level edits (the pair pushed apart by 1 or 2 embedding
    scales, each without and with contraction 0.5; ``intervention.separate_classes``) and an instance-level one
    (the pair's training points the starting model misclassifies moved onto their true class's centroid,
-   contraction 0.3). Each PLI run is scored on all 5,000 validation images; the edit kept is the one with the
+   contraction 0.3), each with every λ of ``--lams`` (default 0.1, the paper's, and 0.5: how hard the embedding
+   term pulls). Each PLI run is scored on all 5,000 validation images; the edit kept is the one with the
    fewest validation pair confusions among those whose validation accuracy is at least the control's − 0.3 pp
    (the issue's accuracy goal; if none, the fewest overall).
 2. **Baseline settings, validation split only** (seed 0, same rule): CE with the pair's classes up-weighted
-   (``--weights``) and CE with the pair's hard training points oversampled (``--repeats``; hard: misclassified or
-   softmax margin below ``--margin`` under the starting model), both from :mod:`plint_core.baselines`, trained
-   like the control (same seed, batch-order generator, steps, validation images, selection rule and patience).
+   (``--weights``, default ×1.5, 2, 3, 4) and CE with the pair's hard training points oversampled (``--repeats``,
+   ×2, 3, 4; hard: misclassified or softmax margin below ``--margin`` under the starting model), both from
+   :mod:`plint_core.baselines`, trained like the control (same seed, batch-order generator, steps, validation
+   images, selection rule and patience).
 3. **Seeds** ``--seeds`` (0..4): PLI with the chosen edit and its control (:func:`pipeline.run_intervention`), and
    both chosen baselines (:func:`pipeline.run_baseline`). Reported on the full test split (10,000, never used for
    any choice): the pair's confusions (each direction and both), accuracy, per-class precision / recall / F1
@@ -50,8 +53,18 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from common import OUT, QUICK_TSNE, cached_model, data_source, fresh_store, machine, print_table, subset_train
-from common import with_val_split, write_json
+from common import (
+    OUT,
+    QUICK_TSNE,
+    cached_model,
+    data_source,
+    fresh_store,
+    machine,
+    print_table,
+    subset_train,
+    with_val_split,
+    write_json,
+)
 
 from plint_core.baselines import Baseline
 from plint_core.data.loading import load_data
@@ -67,14 +80,15 @@ from plint_core.store import RunStore
 
 METHODS = ("pli", "control", "upweight", "oversample")
 ACCURACY_SLACK_PP = 0.3
-QUICK = {"seeds": "0,1", "weights": "2", "repeats": "4", "margin": 0.99, "boot": 200}
+QUICK = {"seeds": "0,1", "lams": "0.1", "weights": "2", "repeats": "4", "margin": 0.99, "boot": 200}
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0,1,2,3,4", help="fine-tuning seeds of the comparison")
-    ap.add_argument("--weights", default="2,4", help="up-weighting factors tried on the validation split")
-    ap.add_argument("--repeats", default="2,4", help="oversampling factors tried on the validation split")
+    ap.add_argument("--lams", default="0.1,0.5", help="λ of the PLI runs tried with each edit on the validation split")
+    ap.add_argument("--weights", default="1.5,2,3,4", help="up-weighting factors tried on the validation split")
+    ap.add_argument("--repeats", default="2,3,4", help="oversampling factors tried on the validation split")
     ap.add_argument("--margin", type=float, default=0.2, help="softmax margin below which a pair's point is hard")
     ap.add_argument("--no-instance", action="store_true", help="leave the instance-level edit out of the search")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
@@ -116,8 +130,8 @@ class Setup:
         self.pair = most_confused_pair(self.val_before.confusion)
         self.test_labels = np.asarray(self.data.test.labels)
 
-    def cfg(self, seed: int) -> FinetuneConfig:
-        return replace(self.config, seed=seed)
+    def cfg(self, seed: int, lam: float | None = None) -> FinetuneConfig:
+        return replace(self.config, seed=seed, lam=self.config.lam if lam is None else lam)
 
     def val_score(self, module) -> dict:
         """Validation pair confusions and accuracy of a fine-tuned module (all validation images)."""
@@ -152,9 +166,10 @@ def edits(s: Setup, instance: bool) -> list[tuple[str, InterventionSpec]]:
     return out
 
 
-def pli(s: Setup, spec: InterventionSpec, seed: int, val: bool = False) -> dict:
-    """The PLI run of ``spec`` and its control at ``seed``: test predictions, distances, kept steps (+ val scores)."""
-    r = run_intervention(s.ft, s.bundle, s.emb, spec, s.cfg(seed), store=s.store)
+def pli(s: Setup, spec: InterventionSpec, seed: int, lam: float, val: bool = False) -> dict:
+    """The PLI run of ``spec`` at ``lam`` and its control at ``seed``: test predictions, distances, kept steps (+ val
+    scores)."""
+    r = run_intervention(s.ft, s.bundle, s.emb, spec, s.cfg(seed, lam), store=s.store)
     res = r.result
     out = {"run_id": r.run_id, "cache_hit": r.cache_hit, "seconds": res.get("compute_seconds", res["seconds"]),
            "n_moved": res["n_moved"],
@@ -290,7 +305,7 @@ def sanity(runs: dict, n_test: int, seeds: list[int]) -> list[str]:
 def main() -> None:
     a = parse_args()
     started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    header = (f"{machine()}; seeds {a.seeds}; up-weighting {a.weights}; oversampling {a.repeats} (margin {a.margin}); "
+    header = (f"{machine()}; seeds {a.seeds}; λ tried {a.lams}; up-weighting {a.weights}; oversampling {a.repeats} (margin {a.margin}); "
               f"bootstrap {a.boot} (seed {a.boot_seed}); device {a.device}{'; QUICK' if a.quick else ''}")
     print(header, flush=True)
     if a.quick:
@@ -311,14 +326,16 @@ def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float
     # 1. edit search on the validation split, seed 0
     seeds = [int(x) for x in a.seeds.split(",")]
     search = []
-    for label, spec in edits(s, not a.no_instance):
-        r = pli(s, spec, seeds[0], val=True)
-        search.append({"edit": label, "spec": spec.to_dict(), **r})
-        print(f"edit {label}: val pair {r['val']['pli']['pair']} (control {r['val']['control']['pair']}), "
-              + took(r), flush=True)
+    for lam in floats(a.lams):
+        for label, spec in edits(s, not a.no_instance):
+            r = pli(s, spec, seeds[0], lam, val=True)
+            label = f"{label}; λ {lam:g}"
+            search.append({"edit": label, "lam": lam, "spec": spec.to_dict(), **r})
+            print(f"edit {label}: val pair {r['val']['pli']['pair']} (control {r['val']['control']['pair']}), "
+                  + took(r), flush=True)
     control_val = search[0]["val"]["control"]
     best = choose([{"val": r["val"]["pli"]} for r in search], control_val)
-    spec = InterventionSpec.from_dict(search[best]["spec"])
+    spec, lam = InterventionSpec.from_dict(search[best]["spec"]), search[best]["lam"]
     print("\n### Edit search (validation split, seed 0)\n")
     print_table([{"edit": r["edit"], "moved": r["n_moved"], "val pair PLI": r["val"]["pli"]["pair"],
                   "val accuracy PLI": round(r["val"]["pli"]["accuracy"], 4), "val pair control": r["val"]["control"]["pair"],
@@ -349,7 +366,7 @@ def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float
     before_pred, before_dist = None, None
     for seed in seeds:
         t = time.perf_counter()
-        p = pli(s, spec, seed)
+        p = pli(s, spec, seed, lam)
         before_pred, before_dist = p["pred"]["before"], p["distance"]["before"]
         for m in ("pli", "control"):
             runs[m].append({"seed": seed, "pred": p["pred"][m], "distance": p["distance"][m], "kept": p["kept"][m]})
@@ -418,6 +435,7 @@ def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float
                       "tsne": s.tsne.to_dict()},
         "finetune": s.config.key_dict(),
         "search": [{k_: v for k_, v in r.items() if k_ != "pred"} for r in search], "chosen_edit": search[best]["edit"],
+        "chosen_lam": lam,
         "baseline_search": [{"baseline": r["baseline"].key_dict(), "name": r["baseline"].name,
                              **{k_: v for k_, v in r.items() if k_ not in ("pred", "baseline")}} for r in tried],
         "chosen_baselines": {kind: b.key_dict() for kind, b in chosen.items()},

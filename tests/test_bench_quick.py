@@ -55,6 +55,29 @@ def test_bench_pli_quick():
     assert result["problems"] == [] and result["datasets"][0]["reproducible"]
 
 
+def test_bench_pli_fashion_quick():
+    out = run_quick("bench_pli_fashion.py")
+    assert "QUICK" in out.splitlines()[0]
+    search = table_rows(out, "edit")
+    assert len(search) >= 2 and [r[-1] for r in search].count("◀") == 1, "one edit chosen on the validation split"
+    tried = table_rows(out, "baseline")
+    assert [r[0].split()[0] for r in tried] == ["upweight", "oversample"] and all(r[-1] == "◀" for r in tried)
+    methods = table_rows(out, "method")
+    assert [r[0] for r in methods] == ["before (no fine-tuning)", "PLI", "control (CE)", "upweight ×2",
+                                       "oversample ×4 (margin 0.99)"]
+    for r in methods:  # accuracy %: mean [low, high] with low ≤ mean ≤ high
+        mean, low, high = (float(v) for v in re.findall(r"[-\d.]+", r[4]))
+        assert 80 <= low <= mean <= high <= 100, r
+    assert [r[0] for r in table_rows(out, "seed")] == ["0", "1"]
+    goals = table_rows(out, "goal")
+    assert len(goals) == 3 and all(r[2] in ("PASS", "MISS", "n/a") for r in goals)
+    assert len(table_rows(out, "class")) == 10
+    result = json.loads((BENCH / "out" / "pli_fashion_quick.json").read_text())
+    assert result["problems"] == [] and result["seeds"] == [0, 1]
+    assert all(len(result["runs"][m]) == 2 for m in ("pli", "control", "upweight", "oversample"))
+    assert result["baseline_search"][1]["n_hard"] > 0, "the oversampling baseline found hard points to repeat"
+
+
 def test_bench_demo_quick():
     out = run_quick("bench_demo.py")
     stages = table_rows(out, "command")
