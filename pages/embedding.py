@@ -4,18 +4,29 @@ import streamlit as st
 
 from plint_app.chart_events import parse_event
 from plint_app.editor import SELECT_MODES
+from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
 from plint_app.project import Project
-from plint_app.resources import cached_base_traces, scatter_view
-from plint_app.scatter import COLOR_MODES, assemble, destination_grid, selection_overlay
+from plint_app.resources import cached_base_traces, embedding_job, scatter_view
+from plint_app.scatter import COLOR_MODES, Overlay, assemble, destination_grid, selection_overlay
 from plint_app.scatter_view import ScatterView, committed_overlay, digest, pending_overlay, signature
 from plint_app.session import SessionData, session
 from plint_app.spec_panel import moves_panel
-from plint_app.ui import LAYER_KEY, current_layer, embedding_or_progress, load_project, page_link, show_flash
+from plint_app.ui import (
+    LAYER_KEY,
+    current_embedding_seed,
+    current_layer,
+    embedding_or_progress,
+    load_project,
+    page_link,
+    poll_embedding,
+    show_flash,
+)
 from plint_core.errors import PlintError
 from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
 
 DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
+LINKED_KEY = "w_linked_layer"
 CLICK_MODES = {"select": "Select", "destination": "Destination"}
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]}
 
@@ -40,11 +51,51 @@ def consume_chart_event(sess: SessionData, view: ScatterView, select_mode: str) 
         return
     if event.train_ids.size:
         editor.select_ids(event.train_ids, select_mode, from_chart=sess.last_chart)
+        sess.reset_linked()
     elif event.n_test:
         sess.flash("move", "info", "Only test points were selected: moves act on training points. "
                             "Hide the test points or select training points.")
     elif event.empty and editor.selection.from_chart == sess.last_chart:
         editor.clear_selection()  # the user cleared Plotly's selection on the chart that made it
+
+
+def consume_linked_event(sess: SessionData, select_mode: str) -> None:
+    """Act on the linked layer's scatter: its box or lasso selects the same training points in both maps."""
+    event = parse_event(st.session_state.get(sess.linked_key))
+    if event.signature == sess.last_linked_event:
+        return
+    sess.last_linked_event = event.signature
+    if event.train_ids.size:
+        sess.editor.select_ids(event.train_ids, select_mode, from_chart=f"linked:{sess.linked_key}")
+        sess.chart_nonce += 1  # the main map drops its own highlight and rings the new selection instead
+        sess.last_event = ""
+    elif event.n_test:
+        sess.flash("move", "info", "Only test points were selected: moves act on training points.")
+
+
+def linked_map(proj: Project, sess: SessionData, layer: str, color_by: str, show_test: bool) -> None:
+    """The same points embedded from another layer, the selection ringed; selecting here selects in both maps."""
+    job = embedding_job(proj, layer, current_embedding_seed())
+    if job.status != DONE:
+        if job.status == FAILED:
+            st.error(f"The embedding of layer {layer!r} could not be computed: {job.user_error()}",
+                     icon=":material/error:")
+        else:
+            st.info(f"Fitting the embedding of layer **{layer}** for the linked view …", icon=":material/hourglass_top:")
+            poll_embedding(job)
+        return
+    view = scatter_view(proj, job.result)
+    size = view.marker_size(show_test)
+    sel = sess.editor.selection
+    overlay = Overlay([], [])
+    own = f"linked:{sess.linked_key}"
+    if len(sel) and sel.from_chart != own:
+        overlay += selection_overlay(view.xy_of(sel.ids), size)
+    fig = assemble(cached_base_traces(proj, view, color_by, show_test), overlay, ranges=view.ranges, dragmode="select",
+                   uirevision=view.key)
+    fig.update_layout(title=dict(text=f"Layer {layer} (linked: selecting here selects in both maps)", x=0.5,
+                                 xanchor="center", font=dict(size=13)), showlegend=False)
+    st.plotly_chart(fig, key=sess.linked_key, on_select="rerun", config=PLOTLY_CONFIG, selection_mode=("box", "lasso"))
 
 
 def move_settings() -> tuple[tuple[float, float], float]:
@@ -145,7 +196,15 @@ def editor(proj: Project, emb) -> None:
     select_mode = t4.segmented_control("New selection", SELECT_MODES, format_func=str.capitalize, default="replace",
                                        required=True, key="w_select_mode", persist_state="session",
                                        help="Replace the selection, add to it or remove from it.")
+    layers = [info.name for info in proj.layers if info.name != emb.layer]
+    linked = st.selectbox("Linked layer, side by side", ["(none)", *layers], key=LINKED_KEY, persist_state="session",
+                          help="Embed the same points from another layer next to this map. A selection in either map "
+                               "selects the same training points in both; moves are made in this layer's map, the one "
+                               "the fine-tuning run uses.")
+    linked = None if linked == "(none)" or linked not in layers else linked
     consume_chart_event(sess, view, select_mode)
+    if linked:
+        consume_linked_event(sess, select_mode)
 
     left, right = st.columns([3, 1.25])
     with right:
@@ -166,9 +225,17 @@ def editor(proj: Project, emb) -> None:
     fig = assemble(base, overlay, ranges=view.ranges, dragmode="select" if click_mode == "select" else "pan",
                    uirevision=view.key)
     with left:
-        st.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
-                        selection_mode=("box", "lasso") if click_mode == "select" else ("points",))
+        main, other = st.columns(2) if linked else (st.container(), None)
+        if linked:
+            fig.update_layout(title=dict(text=f"Layer {emb.layer} (moves are made here)", x=0.5, xanchor="center",
+                                         font=dict(size=13)),
+                              legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))  # half the width: below
+        main.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
+                          selection_mode=("box", "lasso") if click_mode == "select" else ("points",))
         sess.last_chart, sess.last_chart_mode = chart_sig, click_mode
+        if other is not None:
+            with other:
+                linked_map(proj, sess, linked, color_by, show_test)
         if len(sel):
             shown = pick(sel.ids)
             st.image(montage(proj.data.train.images.native(view.index.rows_of(shown)), view.correct_of(shown)),

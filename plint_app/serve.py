@@ -73,8 +73,9 @@ def launch_chromium(playwright):
 
 # JavaScript run in the page ------------------------------------------------------------------
 
-GROUP_BOX_JS = """(name) => {
-  const gd = document.querySelector('.js-plotly-plot');
+GROUP_BOX_JS = """(arg) => {
+  const [name, plot] = Array.isArray(arg) ? arg : [arg, 0];
+  const gd = document.querySelectorAll('.js-plotly-plot')[plot];
   const trace = gd && gd._fullData && gd._fullData.find(t => t.name === name);
   if (!trace || !gd._fullLayout || !gd.querySelector('.nsewdrag')) return null;
   const q = (arr, f) => { const s = Array.from(arr).sort((a, b) => a - b); return s[Math.floor(f * (s.length - 1))]; };
@@ -84,7 +85,8 @@ GROUP_BOX_JS = """(name) => {
           r.left + xa.l2p(q(trace.x, 0.8)), r.top + ya.l2p(q(trace.y, 0.2))];
 }"""
 """Pixel rectangle ``[x0, y0, x1, y1]`` (page coordinates) around the middle 60 % of a trace's points;
-``null`` while the chart is not (re)drawn yet, so it can be polled with ``page.wait_for_function``."""
+``null`` while the chart is not (re)drawn yet, so it can be polled with ``page.wait_for_function``. The argument
+is the trace's name, or ``[name, k]`` for the page's ``k``-th chart (0: the first)."""
 
 SELECTION_TEXT_JS = """() => { for (const e of document.querySelectorAll('p, strong')) {
   const m = e.textContent.match(/^Selection: ([\\d,]+) training points$/); if (m) return m[1]; } return null; }"""

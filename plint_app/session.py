@@ -31,6 +31,10 @@ class SessionData:
     """Signature of the scatter figure drawn in the previous run."""
     last_chart_mode: str = "select"
     """What a click on that figure meant: ``select`` points or pick a ``destination``."""
+    linked_nonce: int = 0
+    """Bumped to give the linked layer's scatter a fresh widget key (drops its own Plotly selection)."""
+    last_linked_event: str = ""
+    """Signature of the last event of the linked layer's scatter acted on."""
     run_job: Job | None = None
     current_run_id: str | None = None
     upload_seen: str | None = None
@@ -50,6 +54,15 @@ class SessionData:
     def reset_chart(self) -> None:
         self.chart_nonce += 1
         self.last_event = ""
+        self.reset_linked()
+
+    def reset_linked(self) -> None:
+        self.linked_nonce += 1
+        self.last_linked_event = ""
+
+    @property
+    def linked_key(self) -> str:
+        return f"linked-{self.linked_nonce}"
 
     def use_project(self, project: Project | None) -> None:
         """Work on ``project`` (``None``: the shared one) from now on, with a fresh editor.

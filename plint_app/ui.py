@@ -78,7 +78,8 @@ def show_embedding_progress(job: Job) -> None:
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def _poll_embedding(job: Job) -> None:
+def poll_embedding(job: Job) -> None:
+    """A live progress bar of an embedding job; reruns the page when the job ends."""
     show_embedding_progress(job)
     if not job.running:
         st.rerun()
@@ -106,7 +107,7 @@ def embedding_or_progress(proj: Project) -> Embedding | None:
         return None
     st.info(f"The parametric t-SNE of layer **{layer}** is being fitted; this page fills in when it is ready. "
             "Fitted embeddings are stored, so this happens once per layer.", icon=":material/hourglass_top:")
-    _poll_embedding(job)
+    poll_embedding(job)
     return None
 
 

@@ -14,6 +14,7 @@ import pytest
 from app_helpers import APP, RUN_CLASS, RUN_TRANSLATE, TEST_EPOCHS, browser_points, plotly_selection
 from streamlit.testing.v1 import AppTest
 
+from plint_app.resources import embedding_jobs
 from plint_core.data.loading import load_data
 from plint_core.finetune import FinetuneConfig
 from plint_core.intervention import InterventionSpec, Move, Selection
@@ -70,7 +71,6 @@ def select(at: AppTest, ids: np.ndarray, xy: np.ndarray, labels: np.ndarray) -> 
 
 def embedding_job_for(runs_dir) -> "object":
     """The server's embedding job for the run store ``runs_dir``."""
-    from plint_app.resources import embedding_jobs
 
     return next(job for key, job in embedding_jobs().items() if json.dumps(str(runs_dir.resolve())) in key)
 
@@ -152,6 +152,41 @@ def test_box_selection_preview_and_commit(app_environment, digits_data):
     assert at.number_input(key="w_dx").value == 0.0  # the move settings reset for the next group
     download = next(d for d in at.get("download_button") if d.label == "Download spec (JSON)")
     assert not download.proto.disabled
+
+
+def test_linked_layer_side_by_side_shares_the_selection(app_environment, digits_data):
+    at = start("pages/embedding.py")
+    xy, labels = train_xy(at, app_environment), digits_data.train.labels
+    at.selectbox(key="w_linked_layer").set_value("act3").run()
+    job = next(j for key, j in embedding_jobs().items()
+               if key.endswith("|act3|0") and json.dumps(str(app_environment.resolve())) in key)
+    assert job.wait(300) and job.status == "done", job.user_error()
+    at.run()
+    figs = figures(at)
+    assert len(figs) == 2, "the run's map and the linked layer's, side by side"
+    titles = [f["layout"]["title"]["text"] for f in figs]
+    assert titles == ["Layer logits (moves are made here)", "Layer act3 (linked: selecting here selects in both maps)"]
+    # a selection in the run's map is ringed in the linked one, at the linked layer's coordinates
+    ids = np.array([5, 17, 42])
+    select(at, ids, xy[ids], labels[ids])
+    linked = {t.get("name"): t for t in figures(at)[1]["data"]}
+    other_xy = job.result.train_xy
+    np.testing.assert_allclose(np.c_[decode(linked["selected"]["x"]), decode(linked["selected"]["y"])],
+                               other_xy[np.sort(ids)], rtol=1e-5)
+    # a box in the linked map selects in both: the run's map now rings them
+    new = np.array([3, 8, 13, 21])
+    at.session_state[session_data(at).linked_key] = plotly_selection(browser_points(new, other_xy[new], labels[new]))
+    at.run()
+    assert "**Selection: 4 training points**" in texts(at.markdown)
+    np.testing.assert_array_equal(session_data(at).editor.selection.ids, new)
+    main = scatter_traces(at)
+    np.testing.assert_allclose(np.c_[decode(main["selected"]["x"]), decode(main["selected"]["y"])], xy[new], rtol=1e-5)
+    # moves stay in the run's map
+    at.number_input(key="w_dx").set_value(1.0).run()
+    assert "preview targets" in scatter_traces(at) and "preview targets" not in {
+        t.get("name") for t in figures(at)[1]["data"]}
+    at.selectbox(key="w_linked_layer").set_value("(none)").run()
+    assert len(figures(at)) == 1
 
 
 def test_commit_with_empty_selection_explains_what_to_do(app_environment):

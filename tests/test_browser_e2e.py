@@ -174,9 +174,19 @@ def walk_through(page, url: str) -> None:
     other.get_by_text("Layer act3 (ready)").first.wait_for(timeout=RUN_TIMEOUT_MS)  # fitted for this link
     other.get_by_role("heading", name="Embedding & interventions").first.wait_for()
     assert "layer=act3" in other.url
+    # 6 · Linked layers: a box in the second map selects the same points in both
+    other.get_by_role("combobox", name="Linked layer, side by side").click()
+    other.get_by_role("option", name="logits").click()
+    other.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .nsewdrag').length === 2",
+                            timeout=RUN_TIMEOUT_MS)
+    drag(other, other.wait_for_function(GROUP_BOX_JS, arg=["0", 1], timeout=60_000).json_value())
+    other.get_by_text(re.compile(r"^Selection: [1-9][\d,]* training points$")).wait_for(timeout=60_000)
+    other.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullData"
+                            ".some(t => t.name === 'selected' && t.x.length > 0)", timeout=60_000)
+    screenshot(other, "linked_layers")
     other.context.close()
 
-    # 6 · The report: downloaded from Compare, it opens offline with no server and no console errors
+    # 7 · The report: downloaded from Compare, it opens offline with no server and no console errors
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Report (HTML)").click()
     report = Path(download.value.path()).parent / download.value.suggested_filename  # a name ending in .html
