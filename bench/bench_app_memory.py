@@ -20,19 +20,21 @@ Fine-tune: ``--epochs``, "Training points" ``--train-points`` (More settings), R
 outcome. The memory of the server and of its child processes (the worker process that fits and
 fine-tunes, and its loader workers, if any) is read at each of these stages, and the wall seconds of the
 fit (first page load → "is ready") and of the run (Run click → outcome) are timed. A container is charged
-for all of them together, each page once: the judged figure is the largest sum of their ``Pss`` (``/proc/<pid>/smaps_rollup``:
-a page that several of them map, such as torch's libraries in the server and in its worker, is divided among
-them), sampled every 0.5 s from the start to the end of the first run: ≤ 2.5 GB (the issue's goal; not judged
-with ``--quick``). The largest sum of their ``VmRSS``, which counts shared pages once per process, is printed
-beside it as an upper bound. The server runs with ``PLINT_MEMORY_GB=2.7`` (``--memory-gb``: Streamlit Cloud's
-limit), and the run uses the batch size the Fine-tune page presets for it (16 for 224-pixel images on such a
-host: :func:`plint_core.finetune.preset_batch_size`); ``--batch-sizes 32,16`` instead makes one run per batch
-size, in that order, on the same move (the later ones are reported, not judged). Chromium's own memory is not counted.
+for all of them together, each page once: the judged figure is the largest sum of their ``Pss``
+(``/proc/<pid>/smaps_rollup``: a page that several of them map, such as torch's libraries in the server and in
+its worker, is divided among them), sampled every 0.5 s from the start to the end of the first run: ≤ 2.5 GB
+(the issue's goal; not judged with ``--quick``). The largest sum of their ``VmRSS``, which counts shared pages
+once per process, is printed beside it as an upper bound. The server runs with ``PLINT_MEMORY_GB=2.7``
+(``--memory-gb``: Streamlit Cloud's limit), and the run uses the batch size the Fine-tune page presets for it
+(16 for 224-pixel images on such a host: :func:`plint_core.finetune.preset_batch_size`); ``--batch-sizes 32,16``
+instead makes one run per batch size, in that order, on the same move (the later ones are reported, not
+judged). Chromium's own memory is not counted.
 
 Usage::
 
     python bench/bench_app_memory.py [--train-images 20000] [--input-size 224] [--train-points 1000]
-                                     [--epochs 1] [--batch-sizes preset] [--memory-gb 2.7] [--threads N] [--timeout-min 180] [--out NAME.json]
+                                     [--epochs 1] [--batch-sizes preset] [--memory-gb 2.7] [--threads N]
+                                     [--timeout-min 180] [--out NAME.json]
     python bench/bench_app_memory.py --quick    # 600 images at 64 px, small t-SNE, 200 training points
 
 On a 2-core CPU at 224 px the embedding job pushes every image through ResNet-18 (about 60 images/s),
@@ -346,7 +348,8 @@ def drive(page, server, a: argparse.Namespace, stages: Stages) -> dict:
         outcome = wait_for_text(page, re.compile(r"^Run \w+ finished in [\d.]+ s"),
                                 ["The run failed", "The run was cancelled", "there are no moves",
                                  re.compile(r"the embedding is (still being fitted|not computed yet)"),
-                                 "a run is already in progress"], timeout_s, server, unlike=[r["run_text"] for r in runs])
+                                 "a run is already in progress"], timeout_s, server,
+                                unlike=[r["run_text"] for r in runs])
         page.get_by_text("Test accuracy before").first.wait_for(timeout=STEP_TIMEOUT_MS)
         runs.append({"batch_size": shown, "set": batch, "run_seconds": time.perf_counter() - t, "run_text": outcome})
         stages.record(f"run finished (outcome shown), batch {shown}{' (the preset)' if batch == 'preset' else ''}")

@@ -50,8 +50,9 @@ def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:
 def report_html(proj: Project, res) -> str:
     """The run's HTML report (:mod:`plint_core.report.html`), with thumbnails when the run is on these images."""
     fits = res.moved is not None and len(res.moved) == len(proj.data.train)
+    train_xy = run_train_xy(proj, res.result.get("embedding_key", ""))
     return render_report(res.result, res.test_embedding, train_targets=res.train_targets, moved=res.moved,
-                         data=proj.data if fits else None, train_xy=run_train_xy(proj, res.result.get("embedding_key", "")))
+                         data=proj.data if fits else None, train_xy=train_xy)
 
 
 def color_delta(value: float) -> str:

@@ -81,7 +81,8 @@ def linked_map(proj: Project, sess: SessionData, layer: str, color_by: str, show
             st.error(f"The embedding of layer {layer!r} could not be computed: {job.user_error()}",
                      icon=":material/error:")
         else:
-            st.info(f"Fitting the embedding of layer **{layer}** for the linked view …", icon=":material/hourglass_top:")
+            st.info(f"Fitting the embedding of layer **{layer}** for the linked view …",
+                    icon=":material/hourglass_top:")
             poll_embedding(job)
         return
     view = scatter_view(proj, job.result)

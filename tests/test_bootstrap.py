@@ -7,8 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
 from plint_app.seeds import pair_summary, predictions, seed_group
-from plint_core.bootstrap import (SeedBootstrap, accuracy, class_f1, class_precision, class_recall,
-                                  pair_confusions)
+from plint_core.bootstrap import SeedBootstrap, accuracy, class_f1, class_precision, class_recall, pair_confusions
 from plint_core.errors import PlintError
 from plint_core.metrics import targeted_pair
 
@@ -34,12 +33,14 @@ def test_observed_figures_are_scikit_learns_averaged_over_seeds(labels):
     pair = pair_confusions((1, 2))
     per_seed = [confusion_matrix(labels, p, labels=range(K)) for p in runs]
     assert boot.interval(pair, "after").estimate == pytest.approx(np.mean([c[1, 2] + c[2, 1] for c in per_seed]))
-    assert boot.interval(accuracy, "after").estimate == pytest.approx(np.mean([accuracy_score(labels, p) for p in runs]))
+    mean_accuracy = np.mean([accuracy_score(labels, p) for p in runs])
+    assert boot.interval(accuracy, "after").estimate == pytest.approx(mean_accuracy)
     # per-class figures of one seed equal scikit-learn's
     one = SeedBootstrap(labels, {"m": runs[0]}, K, n_resamples=10)
     for k in range(K):
         for stat, ref in ((class_precision, precision_score), (class_recall, recall_score), (class_f1, f1_score)):
-            assert one.interval(stat(k), "m").estimate == pytest.approx(ref(labels, runs[0], labels=[k], average=None)[0])
+            expected = ref(labels, runs[0], labels=[k], average=None)[0]
+            assert one.interval(stat(k), "m").estimate == pytest.approx(expected)
 
 
 def test_same_random_state_same_intervals(labels):

@@ -122,7 +122,8 @@ class _Slot:
         if self.executor.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(self.index % self.executor.gpus)
         self.process = ctx.Process(target=_worker_main,
-                                   args=(commands_recv, events_send, self.executor.threads, env, self.executor.retire_above),
+                                   args=(commands_recv, events_send, self.executor.threads, env,
+                                         self.executor.retire_above),
                                    name=f"plint-worker-{self.index}")  # not a daemon: it may start loader workers
         self.process.start()
         commands_recv.close()
