@@ -167,7 +167,8 @@ def edits(s: Setup, instance: bool) -> list[tuple[str, InterventionSpec]]:
                 moves.append(Move(Selection(ids=tuple(int(i) for i in s.ft.train.ids[wrong])),
                                   tuple(float(v) for v in shift), 0.3))
         if moves:
-            out.append(("instance: pair's misclassified onto their class, contract 0.3", InterventionSpec(tuple(moves))))
+            out.append(("instance: pair's misclassified onto their class, contract 0.3",
+                        InterventionSpec(tuple(moves))))
     return out
 
 
@@ -178,7 +179,8 @@ def pli(s: Setup, spec: InterventionSpec, seed: int, lam: float, val: bool = Fal
     res = r.result
     out = {"run_id": r.run_id, "cache_hit": r.cache_hit, "seconds": res.get("compute_seconds", res["seconds"]),
            "n_moved": res["n_moved"],
-           "pred": {"pli": r.test_embedding["pred_after"].to_numpy(), "control": r.test_embedding["pred_control"].to_numpy(),
+           "pred": {"pli": r.test_embedding["pred_after"].to_numpy(),
+                    "control": r.test_embedding["pred_control"].to_numpy(),
                     "before": r.test_embedding["pred_before"].to_numpy()},
            "distance": {"pli": res["target_distance"]["after"], "control": res["target_distance"]["control"],
                         "before": res["target_distance"]["before"]},
@@ -288,7 +290,8 @@ def sanity(runs: dict, n_test: int, seeds: list[int]) -> list[str]:
 def main() -> None:
     a = parse_args()
     started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    header = (f"{machine()}; seeds {a.seeds}; λ tried {a.lams}; up-weighting {a.weights}; oversampling {a.repeats} (margin {a.margin}); "
+    header = (f"{machine()}; seeds {a.seeds}; λ tried {a.lams}; up-weighting {a.weights}; "
+              f"oversampling {a.repeats} (margin {a.margin}); "
               f"bootstrap {a.boot} (seed {a.boot_seed}); device {a.device}{'; QUICK' if a.quick else ''}")
     print(header, flush=True)
     if a.quick:
@@ -321,9 +324,11 @@ def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float
     spec, lam = InterventionSpec.from_dict(search[best]["spec"]), search[best]["lam"]
     print("\n### Edit search (validation split, seed 0)\n")
     print_table([{"edit": r["edit"], "moved": r["n_moved"], "val pair PLI": r["val"]["pli"]["pair"],
-                  "val accuracy PLI": round(r["val"]["pli"]["accuracy"], 4), "val pair control": r["val"]["control"]["pair"],
+                  "val accuracy PLI": round(r["val"]["pli"]["accuracy"], 4),
+                  "val pair control": r["val"]["control"]["pair"],
                   "val accuracy control": round(r["val"]["control"]["accuracy"], 4),
-                  "kept step PLI": r["kept"]["pli"], "chosen": "◀" if i == best else ""} for i, r in enumerate(search)])
+                  "kept step PLI": r["kept"]["pli"], "chosen": "◀" if i == best else ""}
+                 for i, r in enumerate(search)])
 
     # 2. baseline settings on the validation split, seed 0
     grid = [Baseline("upweight", s.pair, weight=w) for w in floats(a.weights)] + \
@@ -361,7 +366,8 @@ def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float
     k = s.data.n_classes
     preds = {m: np.stack([r["pred"] for r in runs[m]]) for m in METHODS}
     preds["before"] = np.stack([before_pred] * len(seeds))
-    dist = {m: np.array([r["distance"] for r in runs[m]]) for m in METHODS} | {"before": np.full(len(seeds), before_dist)}
+    dist = {m: np.array([r["distance"] for r in runs[m]]) for m in METHODS}
+    dist["before"] = np.full(len(seeds), before_dist)
     t = time.perf_counter()
     stats = statistics(s.test_labels, preds, dist, s.pair, k, a.boot, a.boot_seed)
     boot_seconds = time.perf_counter() - t
