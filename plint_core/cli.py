@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .atomic import write_atomic, write_json_atomic
+from .baselines import BASELINES, Baseline, check_pair
 from .data.loader import WORKERS_ENV
 from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
@@ -31,7 +32,7 @@ from .latents import list_layers, pick_default, resolve_layer
 from .models.sources import ModelOptions, describe, load_classifier, parse_floats, parse_names, parse_size
 from .models.training import TrainConfig, train_classifier
 from .models.weights import save_model
-from .pipeline import load_embedding, load_run
+from .pipeline import load_embedding, load_run, run_baseline
 from .runs.archive import Expected, export_run, import_run
 from .runs.executor import Status
 from .runs.select import make_executor
@@ -164,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-points", type=int, default=None, metavar="N",
                      help="fine-tune on a stratified subset of N training points, the moved points always included "
                           "(default: all)")
+    b = run.add_argument_group("baseline instead of PLI (plint_core.baselines): CE trained exactly like the control "
+                               "on the same rows, in this process; result.json has its figures as 'baseline'")
+    b.add_argument("--baseline", choices=BASELINES, default=None,
+                   help="upweight: the pair's classes weighted in the cross-entropy; oversample: the pair's hard "
+                        "training points drawn more often")
+    b.add_argument("--pair", type=_pair, default=None, metavar="A,B", help="the class pair, as indices, e.g. 2,4")
+    b.add_argument("--weight", type=float, default=Baseline.weight,
+                   help=f"upweight: the pair's class weight (default {Baseline.weight:g})")
+    b.add_argument("--repeats", type=int, default=Baseline.repeats,
+                   help=f"oversample: draws of each hard point per pass (default {Baseline.repeats})")
+    b.add_argument("--margin", type=float, default=Baseline.margin,
+                   help="oversample: a point of the pair whose softmax margin p(true) - max p(other) is below this "
+                        f"is hard (default {Baseline.margin:g})")
 
     p = sub.add_parser("runs", help="list, show, delete, export, import or report stored runs",
                        description="list | show RUN_ID | delete RUN_ID | export RUN_ID --out run.zip | "
@@ -324,6 +338,9 @@ def cmd_run(a: argparse.Namespace) -> None:
                             evaluations=a.evaluations, val_points=a.val_points, embed_on=a.embed_on,
                             device=a.device, amp=a.amp,
                             workers=a.workers)
+    if a.baseline is not None or a.pair is not None:
+        _run_baseline(a, spec, config, started)
+        return
     tsne = _tsne(a)
     _, _, layer = _checked_inputs(a, spec)
     last = [0.0]
@@ -353,6 +370,43 @@ def cmd_run(a: argparse.Namespace) -> None:
             _log(f"{name}: kept step {sel['step']} (validation accuracy {sel['score']:.4f}{stop})")
     _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "
          f"wrote {a.out}/result.json{' (cached run)' if outcome.cache_hit else ''}")
+
+
+def _pair(text: str) -> tuple[int, int]:
+    """``--pair A,B``: two different class indices."""
+    parts = [t.strip() for t in text.split(",")]
+    if len(parts) != 2 or not all(t.isdigit() for t in parts) or parts[0] == parts[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a class pair: give two different class indices, e.g. 2,4")
+    return int(parts[0]), int(parts[1])
+
+
+def _run_baseline(a: argparse.Namespace, spec: InterventionSpec, config: FinetuneConfig, started: float) -> None:
+    """``run --baseline KIND --pair A,B``: the embedding as for a PLI run (for the spec's targets and distances),
+    then the baseline trained here on the rows the spec's control would use; its result.json."""
+    if a.baseline is None or a.pair is None:
+        raise PlintError("a baseline needs both --baseline (upweight or oversample) and --pair A,B")
+    baseline = Baseline(a.baseline, a.pair, weight=a.weight, repeats=a.repeats, margin=a.margin)
+    data, bundle, _ = _checked_inputs(a, spec)
+    check_pair(baseline.pair, data.n_classes)
+    data, bundle, emb = _embedding(a)
+    last = [0.0]
+
+    def report(p: Progress) -> None:
+        now = time.perf_counter()
+        if p.step == p.steps or now - last[0] > 5:
+            last[0] = now
+            _log(f"{p.run} epoch {p.epoch}/{p.epochs} step {p.step}/{p.steps}: ce {p.ce:.4f}")
+
+    result, _, hit = run_baseline(data, bundle, emb, spec, config, baseline, store=RunStore(a.runs_dir),
+                                  progress=report)
+    result = dict(result, seconds=round(time.perf_counter() - started, 3), cache_hit=hit)
+    write_json_atomic(Path(a.out) / "result.json", result)
+    sel = result["selection"][baseline.kind]
+    if sel.get("rule") == "best-val":
+        _log(f"{baseline.kind}: kept step {sel['step']} (validation accuracy {sel['score']:.4f})")
+    acc = result["accuracy"]
+    _log(f"{baseline.name}: accuracy before {acc['before']:.4f} baseline {acc['baseline']:.4f}; "
+         f"wrote {a.out}/result.json{' (cached baseline)' if hit else ''}")
 
 
 def cmd_runs(a: argparse.Namespace) -> None:

@@ -205,3 +205,42 @@ def test_a_pair_the_model_does_not_have_is_refused(tmp_path, digits, demo, demo_
     with pytest.raises(PlintError, match="names a class the model does not have"):
         run_baseline(digits, demo, demo_embedding, spec, FinetuneConfig(**QUICK), Baseline("upweight", (3, 12)),
                      store=RunStore(tmp_path))
+
+
+def _cli(tmp_path, spec, *argv):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "spec.json"
+    path.write_text(spec.to_json())
+    return subprocess.run([sys.executable, "-m", "plint_core", "run", "--data", "digits", "--model", "demo", "--spec",
+                           str(path), "--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path / "runs"),
+                           "--tsne-config", '{"n_iter": 200, "early_exaggeration_iter": 50, "pca_iter": 25}',
+                           "--steps", "40", "--evaluations", "2", "--threads", "1", *argv],
+                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=300)
+
+
+def test_cli_runs_a_baseline_and_writes_its_result(tmp_path, spec):
+    import json
+
+    proc = _cli(tmp_path, spec, "--baseline", "oversample", "--pair", "3,8", "--repeats", "3", "--margin", "0.99")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert result["baseline"] == {"kind": "oversample", "pair": [3, 8], "repeats": 3, "margin": 0.99,
+                                  "name": "oversample ×3 (margin 0.99)"}
+    assert result["n_hard"] > 0 and 0.9 < result["accuracy"]["baseline"] <= 1.0
+    assert result["selection"]["oversample"]["rule"] == "best-val" and "kept step" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--pair", "3,3"], "'3,3' is not a class pair"),
+    (["--baseline", "upweight"], "needs both --baseline"),
+    (["--pair", "3,8"], "needs both --baseline"),
+    (["--baseline", "upweight", "--pair", "3,12"], "names a class the model does not have"),
+    (["--baseline", "upweight", "--pair", "3,8", "--weight", "0"], "weight is 0.0"),
+])
+def test_cli_baseline_options_are_checked_in_one_line(tmp_path, spec, argv, fragment):
+    proc = _cli(tmp_path, spec, *argv)
+    assert proc.returncode == 2 and fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "o").exists()
