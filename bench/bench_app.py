@@ -5,6 +5,8 @@
 * selection round trip: mouse-up of a box selection → the new selection count on screen,
   at N = 2k / 20k / 50k training points, beside a bare one-chart app (``bench/bare_app.py``)
   measured in the same run with the same boxes;
+* drag round trip (plint only): in the *Drag* mode, mouse-up after dragging the selected group
+  → the new dx on screen, on the same server right after its selections;
 * reopening a stored run: "Open in Compare" → three confusion matrices drawn.
 
 N points come from ``PLINT_SCALE_POINTS``: the digits training split replicated with
@@ -27,7 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plint_app.serve import SELECTION_TEXT_JS, launch_chromium, selection_round_trip, start_streamlit  # noqa: E402
+from plint_app.serve import (  # noqa: E402
+    SELECTION_TEXT_JS,
+    drag_round_trip,
+    launch_chromium,
+    selection_round_trip,
+    start_streamlit,
+)
 
 OUT = REPO / "bench" / "out"
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -75,8 +83,20 @@ def round_trips(page, repeats: int) -> list[float]:
     return times
 
 
-def measure_app(pw, script: str, env: dict[str, str], path: str, repeats: int, log: Path) -> dict:
-    """Cold start and selection round trips of one app."""
+def drag_trips(page, repeats: int) -> list[float]:
+    """Switch to the *Drag* mode and drag the selected group ``repeats`` times, to and fro; seconds from each
+    mouse-up to the new dx."""
+    page.get_by_role("radio", name="Drag").click()
+    page.wait_for_selector("div.plint-drag-map .nsewdrag", timeout=120_000)
+    times = []
+    for i in range(repeats):
+        times.append(drag_round_trip(page, (60, 30) if i % 2 == 0 else (-40, -20)))
+        time.sleep(0.3)
+    return times
+
+
+def measure_app(pw, script: str, env: dict[str, str], path: str, repeats: int, log: Path, drags: bool = False) -> dict:
+    """Cold start and selection round trips of one app (and drag round trips, with ``drags``)."""
     server = start_streamlit(script, env, log)
     try:
         browser = launch_chromium(pw)
@@ -87,10 +107,12 @@ def measure_app(pw, script: str, env: dict[str, str], path: str, repeats: int, l
         page.wait_for_function(f"() => ({SELECTION_TEXT_JS})() !== null", timeout=60_000)
         times = round_trips(page, repeats)
         n_selected = page.evaluate(SELECTION_TEXT_JS)
+        dragged = drag_trips(page, repeats) if drags else []
         browser.close()
     finally:
         server.stop()
-    return {"ready": server.ready - server.started, "first_chart": first_chart, "times": times, "selected": n_selected}
+    return {"ready": server.ready - server.started, "first_chart": first_chart, "times": times, "selected": n_selected,
+            "drags": dragged}
 
 
 def measure_reopen(pw, env: dict[str, str], log: Path, repeats: int) -> list[float]:
@@ -150,11 +172,12 @@ def main() -> None:
     rows = []
     with sync_playwright() as pw:
         for n in points:
-            plint = measure_app(pw, "app.py", env_for(runs, tsne, n), "/embedding", repeats, OUT / f"app_{n}.log")
+            plint = measure_app(pw, "app.py", env_for(runs, tsne, n), "/embedding", repeats, OUT / f"app_{n}.log",
+                                drags=True)
             bare = measure_app(pw, "bench/bare_app.py", {"BENCH_POINTS": str(n)}, "/", repeats, OUT / f"bare_{n}.log")
             rows.append((n, plint, bare))
             print(f"N={n:>6}: plint {fmt(plint['times'])} [{plint['selected']} selected], "
-                  f"bare {fmt(bare['times'])} [{bare['selected']} selected]; first chart plint "
+                  f"bare {fmt(bare['times'])} [{bare['selected']} selected]; drag {fmt(plint['drags'])}; first chart plint "
                   f"{plint['first_chart']:.2f} s, bare {bare['first_chart']:.2f} s", flush=True)
         reopen = measure_reopen(pw, env_for(runs, tsne), OUT / "app_reopen.log", repeats)
         print(f"reopen a stored run: {fmt(reopen)}", flush=True)
@@ -171,13 +194,14 @@ def main() -> None:
              f"{statistics.median([p['ready'] for _, p, _ in rows]):.2f} s (plint) and "
              f"{statistics.median([b['ready'] for _, _, b in rows]):.2f} s (bare), medians.", "",
              "| training points | selection round trip, plint | same, bare one-chart app | plint / bare | "
-             "points selected (plint / bare) | cold start → first chart, plint | same, bare |",
-             "|---|---|---|---|---|---|---|"]
+             "drag round trip, plint | points selected (plint / bare) | cold start → first chart, plint | same, bare |",
+             "|---|---|---|---|---|---|---|---|"]
     for n, plint, bare in rows:
         p, b = statistics.median(plint["times"]), statistics.median(bare["times"])
         lines.append(f"| {n:,} | {p:.3f} s ({min(plint['times']):.3f}–{max(plint['times']):.3f}) | "
                      f"{b:.3f} s ({min(bare['times']):.3f}–{max(bare['times']):.3f}) | {p / b:.2f} | "
-                     f"{plint['selected']} / {bare['selected']} | {plint['first_chart']:.2f} s | "
+                     f"{statistics.median(plint['drags']):.3f} s ({min(plint['drags']):.3f}–"
+                     f"{max(plint['drags']):.3f}) | {plint['selected']} / {bare['selected']} | {plint['first_chart']:.2f} s | "
                      f"{bare['first_chart']:.2f} s |")
     lines += ["", f"Reopening a stored run (Fine-tune → \"Open in Compare\" → three confusion matrices drawn): "
                   f"median {statistics.median(reopen):.3f} s (min {min(reopen):.3f}, max {max(reopen):.3f}, "

@@ -3,6 +3,7 @@ import numpy as np
 import streamlit as st
 
 from plint_app.chart_events import parse_event
+from plint_app.drag_map import drag_map, group_payload
 from plint_app.editor import SELECT_MODES
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
@@ -27,7 +28,7 @@ from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
 
 DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
 LINKED_KEY = "w_linked_layer"
-CLICK_MODES = {"select": "Select", "destination": "Destination"}
+CLICK_MODES = {"select": "Select", "destination": "Destination", "drag": "Drag"}
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]}
 
 
@@ -57,6 +58,43 @@ def consume_chart_event(sess: SessionData, view: ScatterView, select_mode: str) 
                             "Hide the test points or select training points.")
     elif event.empty and editor.selection.from_chart == sess.last_chart:
         editor.clear_selection()  # the user cleared Plotly's selection on the chart that made it
+
+
+def _field(value, name: str):
+    if value is None:
+        return None
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+
+def consume_drag_event(sess: SessionData, view: ScatterView, select_mode: str) -> None:
+    """Act on the drag map's event of the previous run: a box or lasso selection, or a group dragged."""
+    state = st.session_state.get(sess.drag_key)
+    for kind in ("selection", "drag"):
+        event = _field(state, kind)
+        if not event or int(event.get("seq", -1)) <= sess.drag_seq:
+            continue
+        sess.drag_seq = int(event["seq"])
+        if kind == "selection":
+            ids = np.asarray(event.get("ids", []), dtype=np.int64)
+            if ids.size:
+                sess.editor.select_ids(ids, select_mode)
+            elif event.get("n_test"):
+                sess.flash("move", "info", "Only test points were selected: moves act on training points.")
+            continue
+        sel = sess.editor.selection
+        if not len(sel) or event.get("digest") != digest(sel.ids):
+            sess.flash("move", "info", "The selection changed during the drag; drag the group again.")
+            continue
+        sess.drag_undo.append(move_settings()[0])
+        st.session_state[DX], st.session_state[DY] = round(float(event["dx"]), 3), round(float(event["dy"]), 3)
+        sess.flash("move", "info", f"Dragged by ({event['dx']:+.2f}, {event['dy']:+.2f}): commit the move to keep "
+                                   "it, or *Undo drag*.")
+
+
+def undo_drag() -> None:
+    sess = session()
+    if sess.drag_undo:
+        st.session_state[DX], st.session_state[DY] = sess.drag_undo.pop()
 
 
 def consume_linked_event(sess: SessionData, select_mode: str) -> None:
@@ -123,6 +161,7 @@ def commit(proj: Project, view: ScatterView) -> None:
         return
     sess.reset_chart()
     reset_move()
+    sess.drag_undo.clear()  # the drags made this move
     sess.flash("move", "success", f"Move {len(sess.editor.spec.moves)} committed: "
                            f"{move.select.describe()} → ({move.translate[0]:+.2f}, "
                            f"{move.translate[1]:+.2f}), contraction {move.contract:g}.")
@@ -178,6 +217,9 @@ def selection_panel(proj: Project, view: ScatterView, sess: SessionData) -> None
     c1, c2 = st.columns(2)
     c1.button("Commit move", type="primary", on_click=commit, args=(proj, view), width="stretch")
     c2.button("Reset move", on_click=reset_move, width="stretch")
+    if sess.drag_undo:
+        st.button("Undo drag", on_click=undo_drag, icon=":material/undo:",
+                  help=f"Back to dx/dy before the last drag: {sess.drag_undo[-1][0]:+.2f}, {sess.drag_undo[-1][1]:+.2f}")
     show_flash("move")
 
 
@@ -186,14 +228,16 @@ def editor(proj: Project, emb) -> None:
     """The interactive part; a fragment, so a selection reruns only this, not the page."""
     sess = session()
     view = scatter_view(proj, emb)
-    t1, t2, t3, t4 = st.columns([1.3, 0.9, 1.1, 1.3], vertical_alignment="bottom")
+    t1, t2, t3, t4 = st.columns([1.25, 0.85, 1.4, 1.2], vertical_alignment="bottom")
     color_by = t1.segmented_control("Colour by", list(COLOR_MODES), format_func=COLOR_MODES.get, default="label",
                                     required=True, key="w_color_by", persist_state="session")
     show_test = t2.toggle("Show test points", key="w_show_test", persist_state="session")
     click_mode = t3.segmented_control("Clicking the plot", list(CLICK_MODES), format_func=CLICK_MODES.get,
                                       default="select", required=True, key="w_click_mode", persist_state="session",
                                       help="Select: drag a box (or a lasso, from the toolbar) over points. "
-                                           "Destination: click where the selected group should move to.")
+                                           "Destination: click where the selected group should move to. "
+                                           "Drag: grab the selected group (or its preview) and drag it where it "
+                                           "should go; Escape cancels. A box started elsewhere selects.")
     select_mode = t4.segmented_control("New selection", SELECT_MODES, format_func=str.capitalize, default="replace",
                                        required=True, key="w_select_mode", persist_state="session",
                                        help="Replace the selection, add to it or remove from it.")
@@ -203,7 +247,10 @@ def editor(proj: Project, emb) -> None:
                                "selects the same training points in both; moves are made in this layer's map, the one "
                                "the fine-tuning run uses.")
     linked = None if linked == "(none)" or linked not in layers else linked
-    consume_chart_event(sess, view, select_mode)
+    if click_mode == "drag":
+        consume_drag_event(sess, view, select_mode)
+    else:
+        consume_chart_event(sess, view, select_mode)
     if linked:
         consume_linked_event(sess, select_mode)
 
@@ -218,7 +265,7 @@ def editor(proj: Project, emb) -> None:
     plain = signature(view.key, color_by, str(show_test), click_mode, overlay.signature())
     chart_sig = plain
     sel = sess.editor.selection
-    if len(sel) and sel.from_chart != plain:  # Plotly's own highlight is gone: draw ours
+    if len(sel) and (sel.from_chart != plain or click_mode == "drag"):  # Plotly's own highlight is gone: ours
         overlay += selection_overlay(view.xy_of(sel.ids), size)
         chart_sig = signature(plain, "ring", digest(sel.ids))
     if click_mode == "destination":
@@ -231,8 +278,16 @@ def editor(proj: Project, emb) -> None:
             fig.update_layout(title=dict(text=f"Layer {emb.layer} (moves are made here)", x=0.5, xanchor="center",
                                          font=dict(size=13)),
                               legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))  # half the width: below
-        main.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
-                          selection_mode=("box", "lasso") if click_mode == "select" else ("points",))
+        if click_mode == "drag":
+            fig.update_layout(dragmode="select", selectionrevision=chart_sig)  # a rerun drops Plotly's own box
+            fig.update_xaxes(automargin=True)
+            fig.update_yaxes(automargin=True)
+            group = group_payload(view.xy_of(sel.ids), translate, contract, size, digest(sel.ids)) if len(sel) else None
+            with main:
+                drag_map(fig, group, sess.drag_key, PLOTLY_CONFIG, on_change=lambda: None)
+        else:
+            main.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
+                              selection_mode=("box", "lasso") if click_mode == "select" else ("points",))
         sess.last_chart, sess.last_chart_mode = chart_sig, click_mode
         if other is not None:
             with other:

@@ -122,6 +122,34 @@ def selection_round_trip(page, group: str, timeout_ms: int = 60_000) -> float:
                            timeout=timeout_ms, polling="raf")
     return time.perf_counter() - started
 
+DRAG_TARGETS_JS = """() => { const gd = document.querySelector('div.plint-drag-map');
+  const g = gd && gd._plint && gd._plint.data.group;
+  if (!g || !gd._fullLayout || !gd.querySelector('.nsewdrag')) return null;
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  return [r.left + xa.l2p(g.centroid[0] + g.translate[0]), r.top + ya.l2p(g.centroid[1] + g.translate[1])]; }"""
+"""Page pixels of the drag map's selected group's target centre (its centre plus the current translation), or
+``null`` until the map shows a selected group."""
+DX_VALUE_JS = "() => document.querySelector('input[aria-label=\"dx\"]')?.value ?? null"
+
+
+def drag_round_trip(page, by: tuple[float, float], timeout_ms: int = 60_000) -> float:
+    """Drag the drag map's selected group (at its previewed targets) by ``by`` pixels; seconds from mouse-up to
+    the page showing the new dx (what a user waits for before committing)."""
+    import time
+
+    x, y = page.wait_for_function(DRAG_TARGETS_JS, timeout=timeout_ms).json_value()
+    before = page.evaluate(DX_VALUE_JS)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + by[0] / 2, y + by[1] / 2, steps=4)
+    page.mouse.move(x + by[0], y + by[1], steps=4)
+    started = time.perf_counter()
+    page.mouse.up()
+    page.wait_for_function(f"(before) => {{ const now = ({DX_VALUE_JS})(); return now !== null && now !== before; }}",
+                           arg=before, timeout=timeout_ms, polling="raf")
+    return time.perf_counter() - started
+
+
 OUTCOME_JS = """() => { const m = document.body.innerText.match(/Run `?(\\w+)`? finished in ([\\d.]+) s/);
   return m ? m[1] : null; }"""
 """The id of the run whose outcome the Fine-tune page shows ("Run `…` finished in … s"), or ``null``."""

@@ -31,6 +31,10 @@ class SessionData:
     """Signature of the scatter figure drawn in the previous run."""
     last_chart_mode: str = "select"
     """What a click on that figure meant: ``select`` points or pick a ``destination``."""
+    drag_seq: int = -1
+    """The last event of the drag map acted on (its events carry a sequence number)."""
+    drag_undo: list = field(default_factory=list)
+    """The (dx, dy) each drag replaced, most recent last (*Undo drag*)."""
     linked_nonce: int = 0
     """Bumped to give the linked layer's scatter a fresh widget key (drops its own Plotly selection)."""
     last_linked_event: str = ""
@@ -46,6 +50,10 @@ class SessionData:
     @property
     def chart_key(self) -> str:
         return f"scatter-{self.chart_nonce}"
+
+    @property
+    def drag_key(self) -> str:
+        return f"drag-map-{self.chart_nonce}"
 
     def flash(self, area: str, kind: str, text: str) -> None:
         """Queue a message (``kind``: success, info or error) for ``area``'s next render."""

@@ -189,6 +189,41 @@ def test_linked_layer_side_by_side_shares_the_selection(app_environment, digits_
     assert len(figures(at)) == 1
 
 
+def test_drag_map_events_set_the_move_and_undo_restores_it(app_environment, digits_data):
+    from plint_app.scatter_view import digest
+
+    at = start("pages/embedding.py")
+    at.segmented_control(key="w_click_mode").set_value("drag").run()
+    assert not at.exception and not figures(at), "the drag map replaces Streamlit's chart"
+    sess = session_data(at)
+    # a box on the drag map selects, with the sample ids the component reports
+    at.session_state[sess.drag_key] = {"selection": {"ids": [5, 17, 42], "n_test": 0, "seq": 1}}
+    at.run()
+    assert "**Selection: 3 training points**" in texts(at.markdown)
+    ids = session_data(at).editor.selection.ids
+    # a drag of that group: its translation goes to dx/dy, to be committed
+    at.session_state[sess.drag_key] = {"drag": {"dx": 1.2345, "dy": -0.5, "n": 3, "digest": digest(ids), "seq": 2}}
+    at.run()
+    assert (at.number_input(key="w_dx").value, at.number_input(key="w_dy").value) == (1.234, -0.5)
+    assert any("Dragged by (+1.23, -0.50)" in i for i in texts(at.info))
+    # a second drag, then Undo drag: back to the first drag's values
+    at.session_state[sess.drag_key] = {"drag": {"dx": 3.0, "dy": 1.0, "n": 3, "digest": digest(ids), "seq": 3}}
+    at.run()
+    assert at.number_input(key="w_dx").value == 3.0
+    at.button[[b.label for b in at.button].index("Undo drag")].click().run()
+    assert (at.number_input(key="w_dx").value, at.number_input(key="w_dy").value) == (1.234, -0.5)
+    # an event already acted on, or a drag of a group that is no longer the selection, changes nothing
+    at.session_state[sess.drag_key] = {"drag": {"dx": 9.0, "dy": 9.0, "n": 3, "digest": digest(ids), "seq": 3}}
+    at.run()
+    at.session_state[sess.drag_key] = {"drag": {"dx": 9.0, "dy": 9.0, "n": 2, "digest": "other", "seq": 4}}
+    at.run()
+    assert at.number_input(key="w_dx").value == 1.234
+    assert any("The selection changed during the drag" in i for i in texts(at.info))
+    at.button[[b.label for b in at.button].index("Commit move")].click().run()
+    assert session_data(at).editor.spec.moves == (Move(Selection(ids=(5, 17, 42)), (1.234, -0.5), 1.0),)
+    assert "Undo drag" not in [b.label for b in at.button], "the drags belong to the committed move"
+
+
 def test_commit_with_empty_selection_explains_what_to_do(app_environment):
     at = start("pages/embedding.py")
     at.number_input(key="w_dx").set_value(1.0).run()

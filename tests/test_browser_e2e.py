@@ -22,6 +22,11 @@ pytest_plugins = ("app_fixtures",)  # app_runs
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1000}
+DRAG_GEOMETRY_JS = """() => { const gd = document.querySelector('div.plint-drag-map'), g = gd._plint.data.group;
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  return {cx: r.left + xa.l2p(g.centroid[0]), cy: r.top + ya.l2p(g.centroid[1]),
+          x_per_px: xa.p2l(1000) / 1000 - xa.p2l(0) / 1000, y_per_px: ya.p2l(1000) / 1000 - ya.p2l(0) / 1000}; }"""
+"""Where the drag map's selected group's centre is (page pixels), and data units per pixel on each axis."""
 RUN_TIMEOUT_MS = 300_000
 # Per visible heatmap: its title, the sum of the numbers written in its cells and how many cells have one.
 HEATMAP_SUMS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
@@ -184,9 +189,50 @@ def walk_through(page, url: str) -> None:
     other.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullData"
                             ".some(t => t.name === 'selected' && t.x.length > 0)", timeout=60_000)
     screenshot(other, "linked_layers")
+
+    # 7 · Drag to move: the group follows the pointer; release sets dx/dy to the drag in data units
+    other.get_by_role("radio", name="Drag").click()
+    other.wait_for_selector("div.plint-drag-map .nsewdrag", timeout=60_000)
+    other.wait_for_function("() => { const gd = document.querySelector('div.plint-drag-map');"
+                            " return gd && gd._plint && gd._plint.data.group && gd._fullLayout; }", timeout=60_000)
+    geometry = other.evaluate(DRAG_GEOMETRY_JS)
+    start = (geometry["cx"], geometry["cy"])
+
+    def drag_group(by: tuple[float, float], escape: bool = False) -> None:
+        other.mouse.move(*start)
+        other.mouse.down()
+        other.mouse.move(start[0] + by[0] / 2, start[1] + by[1] / 2, steps=4)
+        other.mouse.move(start[0] + by[0], start[1] + by[1], steps=4)
+        other.wait_for_function("() => document.querySelector('div.plint-drag-map').dataset.dragging",
+                                timeout=10_000)  # the preview follows the pointer before the release
+        if escape:
+            other.keyboard.press("Escape")
+        other.mouse.up()
+
+    dx_box, dy_box = (other.get_by_role("spinbutton", name=n, exact=True) for n in ("dx", "dy"))
+    drag_group((40, -25), escape=True)  # cancelled: nothing changes
+    time.sleep(1.0)
+    assert float(dx_box.input_value()) == 0.0 and float(dy_box.input_value()) == 0.0
+    moved = "() => Number(document.querySelector('input[aria-label=\"dx\"]').value) !== 0"
+    drag_group((60, 30))
+    other.wait_for_function(moved, timeout=60_000)
+    other.get_by_role("button", name="Undo drag").click()  # back to dx/dy before that drag
+    other.wait_for_function(f"() => !({moved})()", timeout=60_000)
+    drag_group((120, 70))
+    other.wait_for_function(moved, timeout=60_000)
+    want = (120 * geometry["x_per_px"], 70 * geometry["y_per_px"])
+    got = (float(dx_box.input_value()), float(dy_box.input_value()))
+    for g, w in zip(got, want):
+        assert abs(g - w) <= 0.02 * abs(w), (got, want)  # within 2 % of the drag, in data units
+    screenshot(other, "drag")
+    other.get_by_role("button", name="Commit move").click()
+    other.get_by_text("Move 1 committed").wait_for(timeout=60_000)
+    committed = other.get_by_text(re.compile(r"^Move 1 committed")).first.text_content()
+    dx, dy = (float(v) for v in re.search(r"→ \(([-+\d.]+), ([-+\d.]+)\)", committed).groups())
+    assert abs(dx - want[0]) <= 0.02 * abs(want[0]) and abs(dy - want[1]) <= 0.02 * abs(want[1]), (dx, dy, want)
     other.context.close()
 
-    # 7 · The report: downloaded from Compare, it opens offline with no server and no console errors
+    # 8 · The report: downloaded from Compare, it opens offline with no server and no console errors
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Report (HTML)").click()
     report = Path(download.value.path()).parent / download.value.suggested_filename  # a name ending in .html

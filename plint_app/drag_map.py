@@ -1,0 +1,179 @@
+"""The scatter as a custom component (``st.components.v2``) on which a selected group is dragged to its target.
+
+Streamlit's own Plotly chart reports selections and clicks, not the pointer's
+path, so the map of the *Drag* mode is drawn by this component: the same
+figure, with plotly.js from the installed ``plotly`` package. A box or lasso
+selects as on the ordinary map (the event carries the sample ids). A press on
+the selected group (or on its previewed targets) drags it instead: the preview
+of the targets and an arrow follow the pointer, and on release the component
+reports the translation, in data units, which the page puts into dx/dy for
+the user to commit. Escape during a drag cancels it.
+
+plotly.js (about 4.8 MB) reaches the browser once, through a second, constant
+component (:func:`load_plotly`) that puts it on ``window``; Streamlit does not
+send an unchanged element again, so later reruns only carry the figure.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+MAP_JS = r"""
+function whenPlotly(fn, tries = 0) {
+  if (window.Plotly) { fn(window.Plotly); return; }
+  if (tries < 400) setTimeout(() => whenPlotly(fn, tries + 1), 25);
+}
+
+function plotBox(gd) {
+  const drag = gd.querySelector('.nsewdrag');
+  return drag ? drag.getBoundingClientRect() : null;
+}
+
+function toData(gd, ev) {
+  const r = plotBox(gd), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  return [xa.p2l(ev.clientX - r.left), ya.p2l(ev.clientY - r.top)];
+}
+
+function pixelBox(gd, xs, ys, pad) {
+  if (!xs.length) return null;
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = plotBox(gd);
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < xs.length; i++) {
+    const px = r.left + xa.l2p(xs[i]), py = r.top + ya.l2p(ys[i]);
+    x0 = Math.min(x0, px); x1 = Math.max(x1, px); y0 = Math.min(y0, py); y1 = Math.max(y1, py);
+  }
+  return [x0 - pad, y0 - pad, x1 + pad, y1 + pad];
+}
+
+function inside(box, ev) {
+  return box && ev.clientX >= box[0] && ev.clientX <= box[2] && ev.clientY >= box[1] && ev.clientY <= box[3];
+}
+
+function targets(group, t) {
+  const a = group.contract, cx = group.centroid[0], cy = group.centroid[1];
+  return [group.x.map(v => a * (v - cx) + cx + t[0]), group.y.map(v => a * (v - cy) + cy + t[1])];
+}
+
+function startDrag(gd, ev) {
+  const st = gd._plint, group = st.data.group;
+  if (!group || !group.x.length || ev.button !== 0) return;
+  const [tx, ty] = targets(group, group.translate);
+  const onTargets = inside(pixelBox(gd, tx, ty, 8), ev);
+  if (!onTargets && !inside(pixelBox(gd, group.x, group.y, 8), ev)) return;  // a box selection instead
+  ev.stopPropagation(); ev.preventDefault();
+  const from = toData(gd, ev), base = onTargets ? group.translate.slice() : [0, 0];
+  window.Plotly.addTraces(gd, {x: tx, y: ty, type: 'scattergl', mode: 'markers', name: 'drag preview',
+    hoverinfo: 'skip', showlegend: false, marker: {symbol: 'circle', size: group.size + 1, color: '#2b2b2b', opacity: 0.6}});
+  const annotations = (gd.layout.annotations || []).slice();
+  st.drag = {from, base, t: base.slice(), trace: gd.data.length - 1, annotations, raf: 0};
+  const move = e => {
+    const d = st.drag; if (!d) return;
+    const at = toData(gd, e);
+    d.t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
+    if (d.raf) return;
+    d.raf = requestAnimationFrame(() => {
+      d.raf = 0; if (st.drag !== d) return;
+      const [nx, ny] = targets(group, d.t);
+      const cx = group.centroid[0], cy = group.centroid[1];
+      window.Plotly.update(gd, {x: [nx], y: [ny]}, {annotations: d.annotations.concat([{x: cx + d.t[0],
+        y: cy + d.t[1], ax: cx, ay: cy, xref: 'x', yref: 'y', axref: 'x', ayref: 'y', showarrow: true,
+        arrowhead: 2, arrowwidth: 2, arrowcolor: '#2b2b2b', text: 'drag'}])}, [d.trace]);
+      gd.dataset.dragging = JSON.stringify(d.t);
+    });
+  };
+  const end = (e, cancelled) => {
+    const d = st.drag; if (!d) return;
+    st.drag = null;
+    window.removeEventListener('pointermove', move, true);
+    window.removeEventListener('pointerup', up, true);
+    window.removeEventListener('keydown', key, true);
+    if (d.raf) cancelAnimationFrame(d.raf);
+    window.Plotly.deleteTraces(gd, d.trace);
+    window.Plotly.relayout(gd, {annotations: d.annotations});
+    delete gd.dataset.dragging;
+    if (!cancelled) {
+      const at = toData(gd, e);
+      const t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
+      st.seq += 1;
+      st.setTriggerValue('drag', {dx: t[0], dy: t[1], n: group.x.length, digest: group.digest, seq: st.seq});
+    }
+  };
+  const up = e => end(e, false);
+  const key = e => { if (e.key === 'Escape') { e.preventDefault(); end(e, true); } };
+  window.addEventListener('pointermove', move, true);
+  window.addEventListener('pointerup', up, true);
+  window.addEventListener('keydown', key, true);
+}
+
+export default function (component) {
+  const { parentElement, data, setTriggerValue } = component;
+  let gd = parentElement.querySelector('div.plint-drag-map');
+  if (!gd) {
+    gd = document.createElement('div');
+    gd.className = 'plint-drag-map';
+    parentElement.appendChild(gd);
+    gd._plint = { seq: 0, drag: null };
+    gd.addEventListener('pointerdown', ev => startDrag(gd, ev), true);
+  }
+  gd._plint.data = data;
+  gd._plint.setTriggerValue = setTriggerValue;
+  whenPlotly(Plotly => {
+    Plotly.react(gd, data.figure.data, data.figure.layout, data.config).then(() => {
+      if (gd._plintEvents) return;
+      gd._plintEvents = true;
+      gd.on('plotly_selected', ev => {
+        const ids = [], test = [];
+        for (const p of (ev && ev.points) || []) {
+          const c = p.customdata;
+          if (!c) continue;
+          (Number(c[3]) === 0 ? ids : test).push(Number(c[0]));
+        }
+        gd._plint.seq += 1;
+        gd._plint.setTriggerValue('selection', {ids, n_test: test.length, seq: gd._plint.seq});
+      });
+    });
+  });
+}
+"""
+
+LOADER_JS_TAIL = "\nexport default function (component) { component.parentElement.dataset.plotly = 'loaded'; }\n"
+
+
+@st.cache_resource
+def _loader() -> Callable[..., Any]:
+    import plotly.offline
+
+    return st.components.v2.component("plint.plotly_loader", js=plotly.offline.get_plotlyjs() + LOADER_JS_TAIL,
+                                      isolate_styles=False)
+
+
+@st.cache_resource
+def _map() -> Callable[..., Any]:
+    return st.components.v2.component("plint.drag_map", js=MAP_JS, isolate_styles=False)
+
+
+def load_plotly() -> None:
+    """Put plotly.js on the page (sent once; an unchanged element is not sent again)."""
+    _loader()(key="plint_plotly_loader", height=0)
+
+
+def group_payload(xy: np.ndarray, translate: Sequence[float], contract: float, size: float, digest: str) -> dict:
+    """What the component needs to drag a group: its points, centroid, contraction, current translation."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return {"x": xy[:, 0].round(5).tolist(), "y": xy[:, 1].round(5).tolist(),
+            "centroid": xy.mean(0).round(6).tolist() if len(xy) else [0.0, 0.0], "contract": float(contract),
+            "translate": [float(translate[0]), float(translate[1])], "size": float(size), "digest": digest}
+
+
+def drag_map(fig: go.Figure, group: dict | None, key: str, config: dict, on_change: Callable[[], None]) -> Any:
+    """Draw ``fig`` on the drag map; ``group`` (:func:`group_payload`) can be dragged. Returns the component's
+    result: ``.selection`` (``{ids, n_test, seq}``) and ``.drag`` (``{dx, dy, n, digest, seq}``), each set for the
+    one rerun its event causes."""
+    load_plotly()
+    figure = json.loads(fig.to_json())
+    return _map()(data={"figure": figure, "config": config, "group": group}, key=key,
+                  on_selection_change=on_change, on_drag_change=on_change)
