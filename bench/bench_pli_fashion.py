@@ -98,6 +98,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--no-instance", action="store_true", help="leave the instance-level edit out of the search")
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
     ap.add_argument("--boot-seed", type=int, default=0)
+    ap.add_argument("--pair", default=None, metavar="A,B",
+                    help="the class pair (default: the one most confused on the validation split)")
+    ap.add_argument("--name", default=None, help="write bench/out/pli_fashion_NAME.json instead")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="digits, demo model, tiny runs: a smoke run")
     a = ap.parse_args()
@@ -132,7 +135,8 @@ class Setup:
         self.tsne = tsne
         self.val_before = evaluate(self.data.val.labels, predict(self.bundle, self.data.val.images),
                                    self.data.n_classes)
-        self.pair = most_confused_pair(self.val_before.confusion)
+        self.pair = (tuple(int(k) for k in a.pair.split(",")) if a.pair
+                     else most_confused_pair(self.val_before.confusion))
         self.test_labels = np.asarray(self.data.test.labels)
 
     def cfg(self, seed: int, lam: float | None = None) -> FinetuneConfig:
@@ -304,7 +308,8 @@ def main() -> None:
 def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float) -> None:
     names, (ca, cb) = s.data.class_names, s.pair
     print(f"train {len(s.ft.train)} (fine-tuned and embedded), val {len(s.data.val)}, test {len(s.data.test)}; "
-          f"classifier {s.bundle.source}; pair (most confused on val): {ca} {names[ca]} ↔ {cb} {names[cb]} "
+          f"classifier {s.bundle.source}; pair ({'given' if a.pair else 'most confused on val'}): "
+          f"{ca} {names[ca]} ↔ {cb} {names[cb]} "
           f"({pair_confusions(s.val_before.confusion, s.pair)} val confusions, val accuracy "
           f"{s.val_before.accuracy:.4f}); layer {s.emb.layer}, scale {s.emb.scale:.2f}; fine-tuning "
           f"{s.config.describe()}", flush=True)
@@ -416,7 +421,7 @@ def run(a: argparse.Namespace, s: Setup, header: str, began: str, started: float
         print_table([{"class": f"{i} {n}", **{label[m]: cell(stats[m][metric], "{:.3f}", i) for m in METHODS}}
                      for i, n in enumerate(names)])
     ended = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    name = "pli_fashion_quick.json" if a.quick else "pli_fashion.json"
+    name = f"pli_fashion_{a.name or ('quick' if a.quick else '')}".rstrip("_") + ".json"
     out = write_json(name, {
         "began": began, "ended": ended, "machine": machine(), "header": header,
         "args": {k_: str(v) for k_, v in vars(a).items()}, "pair": list(s.pair),
