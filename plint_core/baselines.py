@@ -150,9 +150,9 @@ def finetune_baseline(bundle: ModelBundle, layer: str, embedder: nn.Module, scal
     """
     check_pair(baseline.pair, len(bundle.spec.classes))
     labels = np.asarray(source.labels)
-    present = [k for k in baseline.pair if not (labels == k).any()]
-    if present:
-        raise PlintError(f"class {present[0]} of the pair has no training points to "
+    missing = [k for k in baseline.pair if not (labels == k).any()]
+    if missing:
+        raise PlintError(f"class {missing[0]} of the pair has no training points to "
                          f"{'weight' if baseline.kind == 'upweight' else 'oversample'}")
     weight, rows, info = None, None, {"n_hard": None, "rows_per_pass": int(len(labels))}
     if baseline.kind == "upweight":

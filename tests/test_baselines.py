@@ -244,3 +244,15 @@ def test_cli_baseline_options_are_checked_in_one_line(tmp_path, spec, argv, frag
     proc = _cli(tmp_path, spec, *argv)
     assert proc.returncode == 2 and fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_pair_class_without_training_points_is_refused(digits, demo, demo_embedding):
+    from plint_core.baselines import finetune_baseline
+    from plint_core.finetune import TrainingBatchSource
+
+    rows = np.flatnonzero(digits.train.labels != 8)
+    source = TrainingBatchSource(digits.train.images.subset(rows), digits.train.labels[rows],
+                                 np.zeros((len(rows), 2), np.float32))
+    with pytest.raises(PlintError, match="class 8 of the pair has no training points to oversample"):
+        finetune_baseline(demo, demo_embedding.layer, demo_embedding.embedder.module, demo_embedding.scale, source,
+                          FinetuneConfig(**QUICK), Baseline("oversample", PAIR))
