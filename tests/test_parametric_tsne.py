@@ -160,16 +160,18 @@ def test_small_data_runs_fewer_steps():
     assert steps[1:-1] == [50 / 100]  # 100 steps run (progress every 50), not 400
 
 
-def test_projected_data_runs_n_iter_projected_steps():
-    """More points than max_fit_points: the sample is fitted in n_iter_projected steps (4000 by default, the
-    max_visits cap at 10,000 points), early exaggeration in proportion; up to max_fit_points nothing changes."""
+def test_projected_data_runs_more_steps():
+    """More points than max_fit_points: the sample is fitted in n_iter × projected_iter_factor steps (4000 by
+    default, the max_visits cap at 10,000 points), early exaggeration in proportion; up to max_fit_points nothing
+    changes."""
     cfg = TSNEConfig()
     assert ParametricTSNE(cfg).schedule(10_000, 56_000) == (4000, 400)
     assert ParametricTSNE(cfg).schedule(10_000, 10_000) == (2500, 250)
     assert ParametricTSNE(cfg).schedule(1437, 1437) == (800, 80)
     X = _blobs(n=100)
-    small = TSNEConfig(**{**TINY.to_dict(), "n_iter": 50, "n_iter_projected": 100, "max_visits": 1000, "batch_size": 20,
-                          "max_fit_points": 60})
+    assert ParametricTSNE(TSNEConfig(n_iter=500)).schedule(10_000, 56_000) == (800, 400)  # a quick fit stays quick
+    small = TSNEConfig(**{**TINY.to_dict(), "n_iter": 50, "projected_iter_factor": 2.0, "max_visits": 1000,
+                          "batch_size": 20, "max_fit_points": 60})
     for points, reports in ((60, []), (100, [0.5])):  # 50 steps (no report between) vs 100 (one at step 50)
         steps = []
         ParametricTSNE(small, random_state=0).fit(X[:points], progress=lambda stage, f: steps.append(f)
