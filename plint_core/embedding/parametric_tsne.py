@@ -109,7 +109,9 @@ class TSNEConfig:
         0.997; Fashion-MNIST's 60,000, 2,500 steps 0.841 / 0.350 / 0.991 (the
         accuracy 0.015 below openTSNE's), 4,000 steps 0.850 / 0.382 / 0.993,
         openTSNE 0.856 / 0.413 / 0.997; fit time 0.60× and 0.66× openTSNE's
-        in the same run (2 cores).  Fitting all 56,000 points in 2,500 steps
+        in the same run with one torch thread (2 cores shared with other
+        benchmarks); with torch's two threads 1.18–2.52× on MNIST, 0.35–0.48×
+        on Fashion-MNIST, the spread set by the load (bench/RESULTS.md).  Fitting all 56,000 points in 2,500 steps
         instead (89 visits per point) gave recall 0.186: visits per point
         matter more than the number of points fitted.  Up to
         ``max_fit_points`` points (the digits demo, a 10,000-point fit)
