@@ -71,9 +71,10 @@ def consume_drag_event(sess: SessionData, view: ScatterView, select_mode: str) -
     state = st.session_state.get(sess.drag_key)
     for kind in ("selection", "drag"):
         event = _field(state, kind)
-        if not event or int(event.get("seq", -1)) <= sess.drag_seq:
+        name = f"{event.get('token', '')}:{event.get('seq', '')}" if event else ""
+        if not event or name == sess.last_drag_event:  # a trigger lasts one rerun; a stored state repeats
             continue
-        sess.drag_seq = int(event["seq"])
+        sess.last_drag_event = name
         if kind == "selection":
             ids = np.asarray(event.get("ids", []), dtype=np.int64)
             if ids.size:
@@ -280,8 +281,7 @@ def editor(proj: Project, emb) -> None:
                               legend=dict(orientation="h", yanchor="top", y=-0.08, x=0))  # half the width: below
         if click_mode == "drag":
             fig.update_layout(dragmode="select", selectionrevision=chart_sig)  # a rerun drops Plotly's own box
-            fig.update_xaxes(automargin=True)
-            fig.update_yaxes(automargin=True)
+            fig.update_layout(margin=dict(l=45, b=35))  # room for the tick labels (drawn by plotly.js itself)
             group = group_payload(view.xy_of(sel.ids), translate, contract, size, digest(sel.ids)) if len(sel) else None
             with main:
                 drag_map(fig, group, sess.drag_key, PLOTLY_CONFIG, on_change=lambda: None)

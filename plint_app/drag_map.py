@@ -74,6 +74,7 @@ function startDrag(gd, ev) {
     const d = st.drag; if (!d) return;
     const at = toData(gd, e);
     d.t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
+    gd.dataset.dragging = JSON.stringify(d.t);  // the translation so far (tests read it)
     if (d.raf) return;
     d.raf = requestAnimationFrame(() => {
       d.raf = 0; if (st.drag !== d) return;
@@ -82,7 +83,6 @@ function startDrag(gd, ev) {
       window.Plotly.update(gd, {x: [nx], y: [ny]}, {annotations: d.annotations.concat([{x: cx + d.t[0],
         y: cy + d.t[1], ax: cx, ay: cy, xref: 'x', yref: 'y', axref: 'x', ayref: 'y', showarrow: true,
         arrowhead: 2, arrowwidth: 2, arrowcolor: '#2b2b2b', text: 'drag'}])}, [d.trace]);
-      gd.dataset.dragging = JSON.stringify(d.t);
     });
   };
   const end = (e, cancelled) => {
@@ -99,7 +99,8 @@ function startDrag(gd, ev) {
       const at = toData(gd, e);
       const t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
       st.seq += 1;
-      st.setTriggerValue('drag', {dx: t[0], dy: t[1], n: group.x.length, digest: group.digest, seq: st.seq});
+      st.setTriggerValue('drag', {dx: t[0], dy: t[1], n: group.x.length, digest: group.digest, seq: st.seq,
+                                  token: st.token});
     }
   };
   const up = e => end(e, false);
@@ -116,7 +117,7 @@ export default function (component) {
     gd = document.createElement('div');
     gd.className = 'plint-drag-map';
     parentElement.appendChild(gd);
-    gd._plint = { seq: 0, drag: null };
+    gd._plint = { seq: 0, drag: null, token: Math.random().toString(36).slice(2) };
     gd.addEventListener('pointerdown', ev => startDrag(gd, ev), true);
   }
   gd._plint.data = data;
@@ -133,7 +134,8 @@ export default function (component) {
           (Number(c[3]) === 0 ? ids : test).push(Number(c[0]));
         }
         gd._plint.seq += 1;
-        gd._plint.setTriggerValue('selection', {ids, n_test: test.length, seq: gd._plint.seq});
+        gd._plint.setTriggerValue('selection', {ids, n_test: test.length, seq: gd._plint.seq,
+                                                token: gd._plint.token});
       });
     });
   });
@@ -171,8 +173,8 @@ def group_payload(xy: np.ndarray, translate: Sequence[float], contract: float, s
 
 def drag_map(fig: go.Figure, group: dict | None, key: str, config: dict, on_change: Callable[[], None]) -> Any:
     """Draw ``fig`` on the drag map; ``group`` (:func:`group_payload`) can be dragged. Returns the component's
-    result: ``.selection`` (``{ids, n_test, seq}``) and ``.drag`` (``{dx, dy, n, digest, seq}``), each set for the
-    one rerun its event causes."""
+    result: ``.selection`` (``{ids, n_test, seq, token}``) and ``.drag`` (``{dx, dy, n, digest, seq, token}``), each
+    set for the one rerun its event causes; ``token`` names the drawn map and ``seq`` counts its events."""
     load_plotly()
     figure = json.loads(fig.to_json())
     return _map()(data={"figure": figure, "config": config, "group": group}, key=key,

@@ -31,8 +31,8 @@ class SessionData:
     """Signature of the scatter figure drawn in the previous run."""
     last_chart_mode: str = "select"
     """What a click on that figure meant: ``select`` points or pick a ``destination``."""
-    drag_seq: int = -1
-    """The last event of the drag map acted on (its events carry a sequence number)."""
+    last_drag_event: str = ""
+    """The last event of the drag map acted on (``token:seq``: the drawn map and its event count)."""
     drag_undo: list = field(default_factory=list)
     """The (dx, dy) each drag replaced, most recent last (*Undo drag*)."""
     linked_nonce: int = 0

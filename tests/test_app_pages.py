@@ -215,6 +215,13 @@ def test_drag_map_events_set_the_move_and_undo_restores_it(app_environment, digi
     # an event already acted on, or a drag of a group that is no longer the selection, changes nothing
     at.session_state[sess.drag_key] = {"drag": {"dx": 9.0, "dy": 9.0, "n": 3, "digest": digest(ids), "seq": 3}}
     at.run()
+    assert at.number_input(key="w_dx").value == 1.234
+    # a redrawn map counts its events from 1 again: its first drag is acted on
+    at.session_state[sess.drag_key] = {"drag": {"dx": 2.0, "dy": 2.0, "n": 3, "digest": digest(ids), "seq": 1,
+                                                "token": "redrawn"}}
+    at.run()
+    assert at.number_input(key="w_dx").value == 2.0
+    at.button[[b.label for b in at.button].index("Undo drag")].click().run()
     at.session_state[sess.drag_key] = {"drag": {"dx": 9.0, "dy": 9.0, "n": 2, "digest": "other", "seq": 4}}
     at.run()
     assert at.number_input(key="w_dx").value == 1.234

@@ -168,6 +168,7 @@ def walk_through(page, url: str) -> None:
     page.wait_for_function("() => new URL(location.href).searchParams.get('run')", timeout=30_000)
     run_id = page.evaluate("() => new URL(location.href).searchParams.get('run')")
     other = page.context.browser.new_context(viewport=VIEWPORT).new_page()  # a session of its own
+    other.bring_to_front()  # a page in the background gets no animation frames (Plotly's selection waits on them)
     other.goto(f"{url}/compare?run={run_id}")
     other.get_by_text(f"Open run {run_id}").first.wait_for(timeout=60_000)
     other.get_by_text(re.compile(r"PLI kept .* · control kept ")).first.wait_for(timeout=60_000)
@@ -195,19 +196,31 @@ def walk_through(page, url: str) -> None:
     other.wait_for_selector("div.plint-drag-map .nsewdrag", timeout=60_000)
     other.wait_for_function("() => { const gd = document.querySelector('div.plint-drag-map');"
                             " return gd && gd._plint && gd._plint.data.group && gd._fullLayout; }", timeout=60_000)
-    geometry = other.evaluate(DRAG_GEOMETRY_JS)
-    start = (geometry["cx"], geometry["cy"])
+    def drag_group(by: tuple[float, float], escape: bool = False) -> dict:
+        """Drag the group's centre by ``by`` pixels; returns the map's geometry at the press. A map redrawn by a
+        rerun still going on can miss the press: then let go and press again."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    def drag_group(by: tuple[float, float], escape: bool = False) -> None:
-        other.mouse.move(*start)
-        other.mouse.down()
-        other.mouse.move(start[0] + by[0] / 2, start[1] + by[1] / 2, steps=4)
-        other.mouse.move(start[0] + by[0], start[1] + by[1], steps=4)
-        other.wait_for_function("() => document.querySelector('div.plint-drag-map').dataset.dragging",
-                                timeout=10_000)  # the preview follows the pointer before the release
+        for attempt in range(3):
+            geometry = other.evaluate(DRAG_GEOMETRY_JS)
+            x, y = geometry["cx"], geometry["cy"]
+            other.mouse.move(x, y)
+            other.mouse.down()
+            other.mouse.move(x + by[0] / 2, y + by[1] / 2, steps=4)
+            other.mouse.move(x + by[0], y + by[1], steps=4)
+            try:  # the drag follows the pointer before the release
+                other.wait_for_function("() => { const d = document.querySelector('div.plint-drag-map').dataset"
+                                        ".dragging; return d && JSON.parse(d)[0] !== 0; }", timeout=5_000)
+                break
+            except PlaywrightTimeout:
+                other.mouse.up()
+                time.sleep(1.0)
+        else:
+            raise AssertionError("the drag map never started a drag")
         if escape:
             other.keyboard.press("Escape")
         other.mouse.up()
+        return geometry
 
     dx_box, dy_box = (other.get_by_role("spinbutton", name=n, exact=True) for n in ("dx", "dy"))
     drag_group((40, -25), escape=True)  # cancelled: nothing changes
@@ -218,7 +231,8 @@ def walk_through(page, url: str) -> None:
     other.wait_for_function(moved, timeout=60_000)
     other.get_by_role("button", name="Undo drag").click()  # back to dx/dy before that drag
     other.wait_for_function(f"() => !({moved})()", timeout=60_000)
-    drag_group((120, 70))
+    other.get_by_role("button", name="Undo drag").wait_for(state="detached", timeout=60_000)  # that rerun is over
+    geometry = drag_group((120, 70))
     other.wait_for_function(moved, timeout=60_000)
     want = (120 * geometry["x_per_px"], 70 * geometry["y_per_px"])
     got = (float(dx_box.input_value()), float(dy_box.input_value()))
@@ -230,9 +244,27 @@ def walk_through(page, url: str) -> None:
     committed = other.get_by_text(re.compile(r"^Move 1 committed")).first.text_content()
     dx, dy = (float(v) for v in re.search(r"→ \(([-+\d.]+), ([-+\d.]+)\)", committed).groups())
     assert abs(dx - want[0]) <= 0.02 * abs(want[0]) and abs(dy - want[1]) <= 0.02 * abs(want[1]), (dx, dy, want)
+
+    # 8 · Run against run: fine-tune the dragged move, then put it beside the first run on Compare
+    open_page(other, "Fine-tune")
+    other.get_by_text("More settings").first.click()
+    epochs = other.get_by_role("spinbutton", name=EPOCHS_LABEL)
+    epochs.fill(str(TEST_EPOCHS))
+    epochs.press("Enter")
+    other.get_by_role("button", name="Run fine-tuning and control").click()
+    other.get_by_text("Test accuracy before").first.wait_for(timeout=RUN_TIMEOUT_MS)
+    open_page(other, "Compare")
+    # charts below the fold are drawn when they come into view
+    other.get_by_text(re.compile(r"^After PLI fine-tuning in each run; Δ = B − A")).first.scroll_into_view_if_needed()
+    other.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(gd => gd._fullLayout "
+                            "&& String(gd._fullLayout.title && gd._fullLayout.title.text).includes('After PLI: B − A'))",
+                            timeout=60_000)
+    assert other.get_by_role("combobox", name="Against run B (the run above is A)").count() == 1
+    other.get_by_role("heading", name="Run against run").first.scroll_into_view_if_needed()
+    screenshot(other, "compare_runs")
     other.context.close()
 
-    # 8 · The report: downloaded from Compare, it opens offline with no server and no console errors
+    # 9 · The report: downloaded from Compare, it opens offline with no server and no console errors
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="Report (HTML)").click()
     report = Path(download.value.path()).parent / download.value.suggested_filename  # a name ending in .html
