@@ -166,6 +166,17 @@ def run_key_of(embedding_key: str, spec: dict, finetune: dict) -> str:
     return make_key({"kind": "run", "embedding": embedding_key, "spec": spec, "finetune": finetune})
 
 
+def training_source(data: Dataset, targets: np.ndarray, moved: np.ndarray, config: FinetuneConfig
+                    ) -> tuple[TrainingBatchSource, ValidationSet | None]:
+    """The training rows a run (and a baseline of it) fine-tunes on, with their targets, and the validation images
+    its checkpoints are scored on: the val split, or a fixed slice held out of the training split
+    (:func:`plint_core.validation.validation_set`), never the test split."""
+    validation, held_out = validation_set(data, moved, config)
+    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
+    train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
+    return TrainingBatchSource(train.images, train.labels, targets[rows], moved[rows]), validation
+
+
 def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec,
                      config: FinetuneConfig = FinetuneConfig(), *, store: RunStore | None = None,
                      progress: Callable[[Progress], None] | None = None,
@@ -184,10 +195,7 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
     if store.has_run(run_id):
         return load_run(store, run_id, started)
     device = resolve_device(config.device)
-    validation, held_out = validation_set(data, moved, config)
-    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
-    train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
-    source = TrainingBatchSource(train.images, train.labels, targets[rows], moved[rows])
+    source, validation = training_source(data, targets, moved, config)
     pli, control, selections = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
                                              source, config, progress, cancel, validation)
     models = {"before": bundle.module, "after": pli, "control": control}
@@ -215,7 +223,7 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
         "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint,
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
-        "n_train": int(len(rows)),
+        "n_train": int(len(source.labels)),
         "validation": None if validation is None else {"source": validation.source, "n": int(len(validation.labels)),
                                                        "before": selections["pli"].curve[0][1]},
         "selection": {name: sel.to_dict() for name, sel in selections.items()},
@@ -282,10 +290,7 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
             return json.loads((directory / RESULT).read_text(encoding="utf-8")), f["pred"], True
     targets, moved = spec.targets(embedding.train_xy, data.train.labels, data.train.ids, data.class_names)
     device = resolve_device(config.device)
-    validation, held_out = validation_set(data, moved, config)
-    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
-    train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
-    source = TrainingBatchSource(train.images, train.labels, targets[rows], moved[rows])
+    source, validation = training_source(data, targets, moved, config)
     model, selection, info = finetune_baseline(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
                                                source, config, baseline, progress, cancel, validation)
     tuned = ModelBundle(model, bundle.spec, "")
@@ -298,7 +303,7 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
         "run_id": key, "kind": "baseline", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
-        "n_train": int(len(rows)), **info,
+        "n_train": int(len(source.labels)), **info,
         "baseline": baseline.key_dict() | {"name": baseline.name},
         "validation": None if validation is None else {"source": validation.source, "n": int(len(validation.labels)),
                                                        "before": selection.curve[0][1]},
