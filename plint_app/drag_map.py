@@ -92,16 +92,20 @@ function startDrag(gd, ev) {
     window.removeEventListener('pointerup', up, true);
     window.removeEventListener('keydown', key, true);
     if (d.raf) cancelAnimationFrame(d.raf);
-    window.Plotly.deleteTraces(gd, d.trace);
-    window.Plotly.relayout(gd, {annotations: d.annotations});
     delete gd.dataset.dragging;
-    if (!cancelled) {
+    if (!cancelled) {  // first tell the server, so that its rerun starts while the page tidies up
       const at = toData(gd, e);
       const t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
       st.seq += 1;
       st.setTriggerValue('drag', {dx: t[0], dy: t[1], n: group.x.length, digest: group.digest, seq: st.seq,
                                   token: st.token});
     }
+    setTimeout(() => {  // redrawing thousands of points takes a while: not before the event is on its way
+      const tmp = gd.data && gd.data[d.trace];
+      if (!tmp || tmp.name !== 'drag preview') return;  // the server's redraw came first and replaced it
+      window.Plotly.deleteTraces(gd, d.trace);
+      window.Plotly.relayout(gd, {annotations: d.annotations});
+    }, 0);
   };
   const up = e => end(e, false);
   const key = e => { if (e.key === 'Escape') { e.preventDefault(); end(e, true); } };
