@@ -61,13 +61,14 @@ def color_delta(value: float) -> str:
     return "background-color: #d4f0d4; color: #145214" if value > 0 else "background-color: #f8d4d4; color: #7a1010"
 
 
-def pair_section(proj: Project, res) -> None:
-    """The targeted pair's confusions first: mean over the seeds run with these settings, with 95 % intervals."""
+def pair_section(proj: Project, res, runs: list[dict]) -> None:
+    """The targeted pair's confusions first: mean over the seeds run with these settings (among ``runs``, the
+    project's stored runs), with 95 % intervals."""
     r, names = res.result, res.result["classes"]
     labels = proj.data.train.labels
     moved = res.moved if res.moved is not None and len(res.moved) == len(labels) else np.zeros(len(labels), bool)
     default = targeted_pair(labels[moved], np.asarray(r["confusion"]["before"]))
-    group = seed_group(proj.runs(), r)
+    group = seed_group(runs, r)
     seeds = tuple(g["finetune"]["seed"] for g in group)
     st.subheader("Targeted pair")
     c1, c2, _ = st.columns([1, 1, 2])
@@ -113,7 +114,8 @@ def pair_section(proj: Project, res) -> None:
 st.title("Compare")
 proj = load_project()
 sess = session()
-table = history_table(proj.runs())
+runs = proj.runs()  # every result.json, read once per rerun
+table = history_table(runs)
 if table.empty:
     st.info("No fine-tuning runs yet: run one on the Fine-tune page.", icon=":material/info:")
     page_link("finetune", "Go to Fine-tune", icon=":material/model_training:")
@@ -144,7 +146,7 @@ st.caption(f"**Moves** {spec_summary(r['spec'])} · **λ** {ft['lam']:g} · **{s
            f"**lr** {ft['lr']:.0e} · **seed** {ft['seed']} · **layer** {r['layer']} · **device** {r['device']} · "
            f"{r['n_moved']:,} training points moved · {r['n_test']:,} test images")
 
-pair_section(proj, res)
+pair_section(proj, res, runs)
 
 acc = r["accuracy"]
 c1, c2, c3 = st.columns(3)

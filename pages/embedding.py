@@ -66,7 +66,7 @@ def _field(value, name: str):
     return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
 
 
-def consume_drag_event(sess: SessionData, view: ScatterView, select_mode: str) -> None:
+def consume_drag_event(sess: SessionData, select_mode: str) -> None:
     """Act on the drag map's event of the previous run: a box or lasso selection, or a group dragged."""
     state = st.session_state.get(sess.drag_key)
     for kind in ("selection", "drag"):
@@ -249,7 +249,7 @@ def editor(proj: Project, emb) -> None:
                                "the fine-tuning run uses.")
     linked = None if linked == "(none)" or linked not in layers else linked
     if click_mode == "drag":
-        consume_drag_event(sess, view, select_mode)
+        consume_drag_event(sess, select_mode)
     else:
         consume_chart_event(sess, view, select_mode)
     if linked:

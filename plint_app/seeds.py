@@ -16,10 +16,7 @@ import pandas as pd
 
 from plint_core.bootstrap import Interval, SeedBootstrap, accuracy, pair_confusions
 from plint_core.errors import PlintError
-
-MODELS = ("before", "after", "control")
-N_RESAMPLES = 2000
-"""Bootstrap draws (a fixed random state: the same runs always show the same interval)."""
+from plint_core.report.summaries import MODELS
 
 
 def _same_but_seed(a: dict, b: dict) -> bool:
@@ -80,6 +77,8 @@ def pair_summary(boot: SeedBootstrap, pair: tuple[int, int], seeds: tuple[int, .
 
 
 def bootstrap_of(tables: list[pd.DataFrame], n_classes: int, random_state: int = 0) -> SeedBootstrap:
-    """The seed-and-image bootstrap of the runs whose test tables are ``tables`` (one per seed)."""
+    """The seed-and-image bootstrap of the runs whose test tables are ``tables`` (one per seed), with
+    :class:`~plint_core.bootstrap.SeedBootstrap`'s default draws and a fixed ``random_state``: the same runs
+    always show the same interval."""
     labels, preds = predictions(tables)
-    return SeedBootstrap(labels, preds, n_classes, n_resamples=N_RESAMPLES, random_state=random_state)
+    return SeedBootstrap(labels, preds, n_classes, random_state=random_state)

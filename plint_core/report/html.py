@@ -138,8 +138,7 @@ def _pair_html(result: dict, table: pd.DataFrame, moved: np.ndarray | None, data
     pair = targeted_pair(labels[moved] if labels is not None else np.zeros(0, np.int64),
                          np.asarray(result["confusion"]["before"]))
     stat = pair_confusions(pair)
-    boot = SeedBootstrap(table["label"].to_numpy(), {m: table[f"pred_{m}"].to_numpy() for m in MODELS},
-                         len(names), n_resamples=2000, random_state=0)
+    boot = SeedBootstrap(table["label"].to_numpy(), {m: table[f"pred_{m}"].to_numpy() for m in MODELS}, len(names))
     cells = []
     for m in MODELS:
         iv = boot.interval(stat, m)
