@@ -185,20 +185,37 @@ def _select_rows(sel: Selection, labels: np.ndarray, row_of: dict[int, int], cla
 
 
 def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance: float,
-                     contract: float = 1.0) -> InterventionSpec:
+                     contract: float = 1.0, outward: bool = False) -> InterventionSpec:
     """A spec that pushes classes ``a`` and ``b`` apart along the line joining their centroids.
 
     Each class moves ``distance / 2`` embedding units away from the other, so
     their centroids end ``distance`` further apart; ``contract`` (in (0, 1],
     default 1 = none) also pulls each class towards its own centroid, which
     brings its stragglers (the points lying towards the other class) home.
+
+    ``outward`` turns each class's direction halfway towards "away from the map's
+    centre" (the mean of ``y``), as one would drag two clusters apart into the free
+    space at the map's edge. Pushed straight apart, two classes in the middle of
+    the map land on a third class's ground; since the embedding is frozen, such
+    targets ask the classifier to make them look like that class.
     """
     if a == b:
         raise PlintError("pick two different classes to separate")
     ca, cb = (y[labels == k].astype(np.float64).mean(axis=0) for k in (a, b))
-    direction = ca - cb
-    norm = float(np.linalg.norm(direction))
-    direction = direction / norm if norm > 1e-12 else np.array([1.0, 0.0])
-    half = direction * distance / 2.0
-    return InterventionSpec((Move(Selection(classes=(int(a),)), (float(half[0]), float(half[1])), contract),
-                             Move(Selection(classes=(int(b),)), (float(-half[0]), float(-half[1])), contract)))
+    center = np.asarray(y, dtype=np.float64).mean(axis=0)
+    moves = []
+    for k, mine, other in ((a, ca, cb), (b, cb, ca)):
+        direction = _unit(mine - other)
+        if outward:
+            direction = _unit(direction + _unit(mine - center, fallback=direction), fallback=direction)
+        half = direction * distance / 2.0
+        moves.append(Move(Selection(classes=(int(k),)), (float(half[0]), float(half[1])), contract))
+    return InterventionSpec(tuple(moves))
+
+
+def _unit(v: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """``v`` scaled to length 1; ``fallback`` (default: the x axis) where ``v`` is (nearly) zero."""
+    norm = float(np.linalg.norm(v))
+    if norm > 1e-12:
+        return v / norm
+    return np.array([1.0, 0.0]) if fallback is None else fallback

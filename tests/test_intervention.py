@@ -87,3 +87,33 @@ def test_separate_classes_pushes_apart_and_contracts():
     np.testing.assert_array_equal(moved, [True, True, True, True, False, False])
     assert all(m.contract == 0.5 for m in s.moves)
     assert separate_classes(Y, LABELS, 0, 1, distance=4.0).moves[0].contract == 1.0
+
+
+def test_separate_classes_outward_heads_for_the_free_space_at_the_maps_edge():
+    """A pair stacked at the map's left edge, a class above and one below it, the rest to the right: pushed straight
+    apart (vertically) the pair lands on the classes above and below; with ``outward`` each class also turns away
+    from the map's centre (leftwards, into free space): still as far and still apart, and its targets end further
+    from every third class's points."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from plint_core.intervention import separate_classes
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[-6.0, 2.0], [-6.0, -2.0], [-6.0, 9.0], [-6.0, -9.0], [4.0, 0.0], [8.0, 0.0]])
+    labels = np.repeat(np.arange(6), 50)
+    y = centres[labels] + rng.normal(0, 0.5, (len(labels), 2))
+    ids, names = np.arange(len(labels)), [str(k) for k in range(6)]
+    straight = separate_classes(y, labels, 0, 1, distance=8.0)
+    out = separate_classes(y, labels, 0, 1, distance=8.0, outward=True)
+    for spec in (straight, out):  # each class moves 4 units, away from the other (0 up, 1 down)
+        for move, sign in zip(spec.moves, (1, -1)):
+            assert np.hypot(*move.translate) == pytest.approx(4.0)
+            assert sign * move.translate[1] > 0
+    assert all(abs(m.translate[0]) < 0.2 for m in straight.moves)
+    assert all(m.translate[0] < -1.5 for m in out.moves)  # away from the centre, which lies to the right
+    third = NearestNeighbors(n_neighbors=1).fit(y[labels >= 2])
+    gaps = {}
+    for name, spec in (("straight", straight), ("outward", out)):
+        target, moved = spec.targets(y, labels, ids, names)
+        gaps[name] = float(third.kneighbors(target[moved])[0].mean())
+    assert gaps["outward"] > gaps["straight"] + 0.5, gaps
