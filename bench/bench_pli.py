@@ -15,14 +15,21 @@ Choices (all options below, printed in the header line): MNIST (mnist70k.npz) ha
 split, so ``--val-points`` of the engine's training split (stratified, seed 0) become one and the
 classifier is trained on the rest; PneumoniaMNIST keeps MedMNIST's own. Fine-tuning uses
 ``--train-points`` training points drawn with seed 0 (all if fewer) with the engine's default
-``FinetuneConfig`` (λ 0.1, 40 epochs, Adam lr 1e-3, batch 32), and the embedding is fitted on the
-same points (default ``TSNEConfig``); the embedding and classifier are the same for every seed,
-only the fine-tuning seed (batch order) changes. λ = 0 in the sweep is the control: PLI with
-λ = 0 trains the same weights bit for bit (tests/test_finetune.py).
+``FinetuneConfig`` (λ 0.1, its step budget, Adam lr 1e-3, batch 32, the best validation checkpoint),
+and the embedding is fitted on the same points (default ``TSNEConfig``); the embedding and classifier
+are the same for every seed, only the fine-tuning seed (batch order) changes. λ = 0 in the sweep is
+the control: PLI with λ = 0 trains the same weights bit for bit (tests/test_finetune.py). Digits
+(``--data digits``) gets a plint CNN of its own, trained on its training split less the validation
+points (a fifth of it), since the demo CNN has seen them.
+
+Every run's validation accuracy is printed before fine-tuning and for the weights it kept, on the
+selection rule's validation images and on the whole validation split (issue 10: no default run may
+end below its start; the run fails its sanity check if one ends below on the rule's images).
 
 Usage::
 
-    python bench/bench_pli.py                  # full: both data sets (~20 min on 1 CPU thread)
+    python bench/bench_pli.py                  # full: MNIST and PneumoniaMNIST (~20 min on 1 CPU thread)
+    python bench/bench_pli.py --data digits,mnist,pneumonia,fashion   # all four data sets
     python bench/bench_pli.py --quick          # digits, tiny: structure and sanity, not the goals
     python bench/bench_pli.py --plot-only bench/out/pli_full.json   # redraw the figure
 
@@ -46,6 +53,8 @@ from plint_core.finetune import FinetuneConfig
 from plint_core.intervention import separate_classes
 from plint_core.latents import predict
 from plint_core.metrics import evaluate, most_confused_pair
+from plint_core.models.sources import load_model
+from plint_core.models.spec import ModelBundle
 from plint_core.pipeline import prepare_embedding, run_intervention
 from plint_core.store import RunStore
 
@@ -74,7 +83,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--distance", type=float, default=1.0, help="how far the pair is pushed apart, × embedding scale")
     ap.add_argument("--contract", type=float, default=1.0, help="contraction a of each class of the pair (1 = none)")
-    ap.add_argument("--model-epochs", default="mnist=3,pneumonia=10,fashion=2",
+    ap.add_argument("--model-epochs", default="digits=20,mnist=3,pneumonia=10,fashion=2",
                     help="classifier training epochs per data set")
     ap.add_argument("--steps", type=int, default=FinetuneConfig.steps, help="fine-tuning steps (without --epochs)")
     ap.add_argument("--embed-on", default=FinetuneConfig.embed_on, choices=("all", "moved"),
@@ -97,16 +106,40 @@ def pair_confusions(confusion: list[list[int]], pair: tuple[int, int]) -> int:
     return int(confusion[i][j] + confusion[j][i])
 
 
-def summarise(result: dict, pair: tuple[int, int]) -> dict:
-    """The figures of one run's ``result.json`` this benchmark reports."""
+def summarise(result: dict, pair: tuple[int, int], val_full: dict | None = None) -> dict:
+    """The figures of one run's ``result.json`` this benchmark reports; ``val_full``: accuracy on the whole
+    validation split of each model (:func:`val_accuracies`)."""
     return {"accuracy": result["accuracy"], "target_distance": result["target_distance"],
             "pair_confusions": {k: pair_confusions(result["confusion"][k], pair) for k in MODELS},
             "per_class": result["per_class"], "confusion": result["confusion"], "n_moved": result["n_moved"],
-            "seconds": result["seconds"]}
+            "seconds": result["seconds"], "selection": selection_summary(result), "val_full": val_full}
+
+
+def selection_summary(result: dict) -> dict:
+    """Per run (PLI ``after``, ``control``): validation accuracy of the starting weights and of the kept checkpoint
+    on the engine's validation images (the selection rule's), the kept step and the steps run."""
+    out = {}
+    for name, model in (("pli", "after"), ("control", "control")):
+        sel = result["selection"][name]
+        out[model] = {"start": sel["curve"][0][1] if sel["curve"] else None, "kept": sel["score"], "step": sel["step"],
+                      "steps_run": sel["steps_run"], "stopped_early": sel["stopped_early"]}
+    return out
+
+
+def val_accuracies(data, bundle, directory: Path, start: float) -> dict:
+    """Accuracy on the whole validation split of the model before fine-tuning (``start``) and of the weights a
+    stored run kept (``after``, ``control``)."""
+    out = {"before": start}
+    for model, weights in (("after", "finetuned"), ("control", "control")):
+        kept = load_model(directory / f"{weights}.safetensors").module
+        out[model] = evaluate(data.val.labels, predict(ModelBundle(kept, bundle.spec, ""), data.val.images),
+                              data.n_classes).accuracy
+    return out
 
 
 def sweep_row(lam: float, summary: dict, model: str = "after") -> dict:
-    return {"lam": lam, **{k: summary[k][model] for k in ("target_distance", "accuracy", "pair_confusions")}}
+    return {"lam": lam, **{k: summary[k][model] for k in ("target_distance", "accuracy", "pair_confusions")},
+            "selection": summary["selection"][model], "val_full": summary["val_full"][model]}
 
 
 def identical(r1: dict, r2: dict) -> bool:
@@ -146,9 +179,14 @@ def goals(agg: dict) -> list[dict]:
 def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]) -> dict:
     started = time.perf_counter()
     full = load_data(data_source(name))
-    data = with_val_split(full, a.val_points, seed=0)
-    tag = "" if full.val is not None else f"-val{a.val_points}"
-    bundle = cached_model(name, model_epochs.get(name, 3), data=data, tag=tag)
+    # digits has 1,437 training images: the full run's 5,000 become a fifth of them (287)
+    n_val = a.val_points if a.val_points < len(full.train) // 2 else len(full.train) // 5
+    data = with_val_split(full, n_val, seed=0)
+    tag = "" if full.val is not None else f"-val{n_val}"
+    # The demo CNN saw all of digits' training split (validation points included): fine for --quick, not for
+    # judging validation accuracy, so the full run trains a plint CNN of its own on the rest.
+    model_name = "digits-cnn" if name == "digits" and not a.quick else name
+    bundle = cached_model(model_name, model_epochs.get(name, 3), data=data, tag=tag)
     val_eval = evaluate(data.val.labels, predict(bundle, data.val.images), data.n_classes)
     pair = most_confused_pair(val_eval.confusion)
     ft = subset_train(data, a.train_points, seed=0)
@@ -173,9 +211,11 @@ def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]
     with fresh_store() as store:
         for seed in seeds:
             timer.start()
-            res = run_intervention(ft, bundle, emb, spec, config(seed, a.lam), store=store, progress=timer).result
+            r = run_intervention(ft, bundle, emb, spec, config(seed, a.lam), store=store, progress=timer)
+            res = r.result
             pli_s, ctl_s = timer.mean()
-            runs.append({"seed": seed, **summarise(res, pair), "pli_s_per_epoch": pli_s, "control_s_per_epoch": ctl_s})
+            runs.append({"seed": seed, **summarise(res, pair, val_accuracies(data, bundle, r.directory, val_eval.accuracy)),
+                         "pli_s_per_epoch": pli_s, "control_s_per_epoch": ctl_s})
             print(f"seed {seed}: {res['seconds']:.1f} s", flush=True)
         sweep = []
         for lam in (float(x) for x in a.lams.split(",")):
@@ -184,13 +224,14 @@ def bench_dataset(name: str, a: argparse.Namespace, model_epochs: dict[str, int]
             elif lam == a.lam:
                 sweep.append(sweep_row(lam, runs[0]))
             else:
-                res = run_intervention(ft, bundle, emb, spec, config(seeds[0], lam), store=store).result
-                sweep.append(sweep_row(lam, summarise(res, pair)))
+                r = run_intervention(ft, bundle, emb, spec, config(seeds[0], lam), store=store)
+                summary = summarise(r.result, pair, val_accuracies(data, bundle, r.directory, val_eval.accuracy))
+                sweep.append(sweep_row(lam, summary))
             print(f"λ = {lam}: done", flush=True)
     with fresh_store() as store:  # the first seed again, from scratch: must give the same metrics
         again = run_intervention(ft, bundle, emb, spec, config(seeds[0], a.lam), store=store).result
     agg = aggregate(runs)
-    return {"data": name, "classes": list(names), "n_train": len(ft.train), "n_train_all": len(data.train),
+    return {"data": name, "lam": a.lam, "classes": list(names), "n_train": len(ft.train), "n_train_all": len(data.train),
             "n_val": len(data.val), "n_test": len(data.test), "model": bundle.source, "model_epochs": model_epochs.get(name),
             "pair": list(pair), "pair_names": [names[pair[0]], names[pair[1]]],
             "val_pair_confusions": pair_confusions(val_eval.confusion.tolist(), pair), "val_accuracy": val_eval.accuracy,
@@ -221,11 +262,35 @@ def report(r: dict) -> None:
     print()
     print_table([{"λ": s["lam"], "distance to target": s["target_distance"], "accuracy": s["accuracy"],
                   "pair confusions": s["pair_confusions"]} for s in r["sweep"]])
+    print()
+    print_table(validation_rows(r))
     pli = [x["pli_s_per_epoch"] for x in r["runs"]]
     ctl = [x["control_s_per_epoch"] for x in r["runs"]]
     print(f"\nseconds per epoch ({r['n_train']} points), means over seeds: PLI {np.mean(pli):.2f}, control {np.mean(ctl):.2f}, "
           f"ratio {np.mean(pli) / np.mean(ctl):.3f}; same spec and seed again in a fresh store: "
           f"{'identical metrics' if r['reproducible'] else 'METRICS DIFFER'}; {r['seconds']:.0f} s for this data set")
+
+
+def validation_rows(r: dict) -> list[dict]:
+    """Every run of a data set (the seeds' PLI runs and controls, the sweep's other λ): validation accuracy before
+    fine-tuning and of the weights kept, on the selection rule's validation images and on the whole validation
+    split (issue 10: no default run may end below its start)."""
+    rows = []
+    for run in r["runs"]:
+        for model, label in (("after", f"PLI λ {r['lam']:g}"), ("control", "control")):
+            rows.append(validation_row(f"seed {run['seed']}", label, run["selection"][model],
+                                       run["val_full"]["before"], run["val_full"][model]))
+    for sw in r["sweep"]:
+        if sw["lam"] not in (0.0, r["lam"]):
+            rows.append(validation_row(f"seed {r['runs'][0]['seed']}", f"PLI λ {sw['lam']:g}", sw["selection"],
+                                       r["runs"][0]["val_full"]["before"], sw["val_full"]))
+    return rows
+
+
+def validation_row(seed: str, run: str, sel: dict, full_before: float, full_kept: float) -> dict:
+    return {"seed": seed, "run": run, "rule's val: start": sel["start"], "kept": sel["kept"],
+            "kept step": sel["step"], "steps run": sel["steps_run"], "whole val split: start": full_before,
+            "kept ": full_kept, "kept − start (pp)": round(100 * (full_kept - full_before), 2)}
 
 
 def figure(results: list[dict]):
@@ -274,6 +339,10 @@ def sanity(r: dict, n_seeds: int, n_lams: int) -> list[str]:
         problems.append(f"{r['data']}: {len(r['runs'])} seeds, {len(r['sweep'])} λ values")
     if r["runs"][0]["target_distance"]["before"] <= 0:
         problems.append(f"{r['data']}: the edit moves nothing")
+    for row in validation_rows(r):
+        if row["kept"] is not None and row["kept"] < row["rule's val: start"]:
+            problems.append(f"{r['data']} {row['seed']} {row['run']}: kept a checkpoint below its start on the "
+                            "selection rule's validation images")
     if not r["reproducible"]:
         problems.append(f"{r['data']}: the same spec and seed gave different metrics")
     return problems

@@ -9,7 +9,8 @@ validation checkpoint of 10 evaluations on 1,000 validation images, patience 5) 
 in what it is.
 
 1. **Edit search, validation split only** (seed 0): class-level edits (the pair pushed apart by 1 or 2 embedding
-   scales, each without and with contraction 0.5; ``intervention.separate_classes``) and an instance-level one
+   scales, each without and with contraction 0.5, and with contraction 0.5 apart and outward, into the free space
+   at the map's edge; ``intervention.separate_classes``) and an instance-level one
    (the pair's training points the starting model misclassifies moved onto their true class's centroid,
    contraction 0.3), each with every λ of ``--lams`` (default 0.1, the paper's, and 0.5: how hard the embedding
    term pulls). Each PLI run is scored on all 5,000 validation images; the edit kept is the one with the
@@ -45,7 +46,7 @@ not retrained, when the script runs again. Writes bench/out/pli_fashion.json (``
 
 Usage::
 
-    python bench/bench_pli_fashion.py            # full (about 20 runs of 1,000 steps; ~1 h on 2 busy cores)
+    python bench/bench_pli_fashion.py            # full (about 35 runs of 1,000 steps; ~1 h on 2 busy cores)
     python bench/bench_pli_fashion.py --quick    # digits, demo model, tiny runs, fresh store: a smoke run (< 60 s)
 """
 from __future__ import annotations
@@ -160,6 +161,8 @@ def edits(s: Setup, instance: bool) -> list[tuple[str, InterventionSpec]]:
     out = [(f"class: apart {d:g} × scale{', contract 0.5' if c < 1 else ''}",
             separate_classes(xy, labels, a, b, distance=d * scale, contract=c))
            for d, c in ((1.0, 1.0), (2.0, 1.0), (1.0, 0.5), (2.0, 0.5))]
+    out += [(f"class: apart and outward {d:g} × scale, contract 0.5",
+             separate_classes(xy, labels, a, b, distance=d * scale, contract=0.5, outward=True)) for d in (1.0, 2.0)]
     if s.quick:
         out = out[:2]
     if instance:
