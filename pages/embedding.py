@@ -8,7 +8,7 @@ from plint_app.editor import SELECT_MODES
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
 from plint_app.project import Project
-from plint_app.resources import cached_base_traces, embedding_job, scatter_view
+from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, scatter_view
 from plint_app.scatter import COLOR_MODES, Overlay, assemble, destination_grid, selection_overlay
 from plint_app.scatter_view import ScatterView, committed_overlay, digest, pending_overlay, signature
 from plint_app.session import SessionData, session
@@ -259,7 +259,8 @@ def editor(proj: Project, emb) -> None:
     with right:
         selection_panel(proj, view, sess)
     size = view.marker_size(show_test)
-    base = cached_base_traces(proj, view, color_by, show_test)
+    # the drag map keeps the data traces on the page (cached_base_payload): its figure only has the overlays
+    base = () if click_mode == "drag" else cached_base_traces(proj, view, color_by, show_test)
     committed, group_sizes = committed_overlay(view, sess.editor.spec, size)
     translate, contract = move_settings()
     overlay = committed + pending_overlay(view, sess.editor.selection.ids, translate, contract, size)
@@ -284,7 +285,8 @@ def editor(proj: Project, emb) -> None:
             fig.update_layout(margin=dict(l=45, b=35))  # room for the tick labels (drawn by plotly.js itself)
             group = group_payload(view.xy_of(sel.ids), translate, contract, size, digest(sel.ids)) if len(sel) else None
             with main:
-                drag_map(fig, group, sess.drag_key, PLOTLY_CONFIG, on_change=lambda: None)
+                drag_map(cached_base_payload(proj, view, color_by, show_test), fig, group, sess.drag_key,
+                         PLOTLY_CONFIG, on_change=lambda: None, ack=sess.last_drag_event)
         else:
             main.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
                               selection_mode=("box", "lasso") if click_mode == "select" else ("points",))

@@ -11,7 +11,20 @@ the user to commit. Escape during a drag cancels it.
 
 plotly.js (about 4.8 MB) reaches the browser once, through a second, constant
 component (:func:`load_plotly`) that puts it on ``window``; Streamlit does not
-send an unchanged element again, so later reruns only carry the figure.
+send an unchanged element again (its forward-message cache sends a reference).
+The same holds for the map's data traces, every point of the scatter: a third
+element (:func:`drag_map` draws it, from :func:`base_payload`) puts them on
+``window`` under their signature, and the map itself only carries that
+signature, the overlays (moves, preview, selection ring) and the layout. A
+drag's rerun, which only moves the preview, then sends kilobytes instead of
+the whole scatter, and the map keeps the very trace objects it drew before.
+
+On release the temporary preview stays where it was let go: the rerun the drag
+causes draws the server's preview at that place (dx/dy are the drag) and
+acknowledges the event (``ack``), so that redraw always comes. Taking the
+preview off at once would redraw every point of the map before the event's
+answer could be shown: at 20,000 points that kept the page busy for about
+0.25 s, most of the drag's round trip (bench/results/app_drag_after.log).
 """
 from __future__ import annotations
 
@@ -23,9 +36,35 @@ import plotly.graph_objects as go
 import streamlit as st
 
 MAP_JS = r"""
-function whenPlotly(fn, tries = 0) {
-  if (window.Plotly) { fn(window.Plotly); return; }
-  if (tries < 400) setTimeout(() => whenPlotly(fn, tries + 1), 25);
+function whenReady(gd, fn, tries = 0) {  // plotly.js and the latest data's traces come in elements of their own
+  const bases = window.plintDragBases;
+  if (window.Plotly && bases && bases.has(gd._plint.data.base)) { fn(); return; }
+  if (tries < 2000) setTimeout(() => whenReady(gd, fn, tries + 1), 25);
+  else gd._plint.pending = false;
+}
+
+function draw(gd) {
+  const st = gd._plint, data = st.data, base = window.plintDragBases.get(data.base);
+  st.pending = false;
+  if (!base) return;
+  if (st.drag) { st.redraw = true; return; }  // not under the pointer: when the drag ends
+  // Shallow copies: the same arrays as the last drawing (Plotly.react compares them by reference), without what
+  // plotly.js wrote into the trace objects it drew (the selected points of a box, a trace hidden in the legend).
+  const traces = base.map(t => Object.assign({}, t)).concat(data.figure.data);
+  window.Plotly.react(gd, traces, data.figure.layout, data.config).then(() => {
+    if (gd._plintEvents) return;
+    gd._plintEvents = true;
+    gd.on('plotly_selected', ev => {
+      const ids = [], test = [];
+      for (const p of (ev && ev.points) || []) {
+        const c = p.customdata;
+        if (!c) continue;
+        (Number(c[3]) === 0 ? ids : test).push(Number(c[0]));
+      }
+      gd._plint.seq += 1;
+      gd._plint.setTriggerValue('selection', {ids, n_test: test.length, seq: gd._plint.seq, token: gd._plint.token});
+    });
+  });
 }
 
 function plotBox(gd) {
@@ -93,19 +132,19 @@ function startDrag(gd, ev) {
     window.removeEventListener('keydown', key, true);
     if (d.raf) cancelAnimationFrame(d.raf);
     delete gd.dataset.dragging;
-    if (!cancelled) {  // first tell the server, so that its rerun starts while the page tidies up
-      const at = toData(gd, e);
-      const t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
-      st.seq += 1;
-      st.setTriggerValue('drag', {dx: t[0], dy: t[1], n: group.x.length, digest: group.digest, seq: st.seq,
-                                  token: st.token});
+    if (cancelled) {  // nothing goes to the server: take the temporary preview and arrow off here
+      if (st.redraw) { st.redraw = false; draw(gd); return; }  // a rerun came during the drag: draw its figure
+      window.Plotly.react(gd, gd.data.filter((_, i) => i !== d.trace),
+                          Object.assign({}, gd.layout, {annotations: d.annotations}));
+      return;
     }
-    setTimeout(() => {  // redrawing thousands of points takes a while: not before the event is on its way
-      const tmp = gd.data && gd.data[d.trace];
-      if (!tmp || tmp.name !== 'drag preview') return;  // the server's redraw came first and replaced it
-      window.Plotly.deleteTraces(gd, d.trace);
-      window.Plotly.relayout(gd, {annotations: d.annotations});
-    }, 0);
+    st.redraw = false;  // the rerun this event causes draws the map again
+    const at = toData(gd, e);
+    const t = [d.base[0] + at[0] - d.from[0], d.base[1] + at[1] - d.from[1]];
+    st.seq += 1;
+    st.setTriggerValue('drag', {dx: t[0], dy: t[1], n: group.x.length, digest: group.digest, seq: st.seq,
+                                token: st.token});
+    // The preview stays until the rerun's redraw (see the module's docstring).
   };
   const up = e => end(e, false);
   const key = e => { if (e.key === 'Escape') { e.preventDefault(); end(e, true); } };
@@ -126,25 +165,28 @@ export default function (component) {
   }
   gd._plint.data = data;
   gd._plint.setTriggerValue = setTriggerValue;
-  whenPlotly(Plotly => {
-    Plotly.react(gd, data.figure.data, data.figure.layout, data.config).then(() => {
-      if (gd._plintEvents) return;
-      gd._plintEvents = true;
-      gd.on('plotly_selected', ev => {
-        const ids = [], test = [];
-        for (const p of (ev && ev.points) || []) {
-          const c = p.customdata;
-          if (!c) continue;
-          (Number(c[3]) === 0 ? ids : test).push(Number(c[0]));
-        }
-        gd._plint.seq += 1;
-        gd._plint.setTriggerValue('selection', {ids, n_test: test.length, seq: gd._plint.seq,
-                                                token: gd._plint.token});
-      });
-    });
-  });
+  // Drawn after the next frame: the rest of the rerun (the new dx/dy of a drag) is painted first, not after
+  // plotly.js has redrawn every point.
+  if (gd._plint.pending) return;  // one drawing is already waiting: it draws the latest data
+  gd._plint.pending = true;
+  whenReady(gd, () => requestAnimationFrame(() => setTimeout(() => draw(gd), 0)));
 }
 """
+
+BASE_JS = r"""
+export default function (component) {  // the map's data traces, kept on the page under their signature
+  const { data, parentElement } = component;
+  const bases = window.plintDragBases = window.plintDragBases || new Map();
+  const kept = bases.get(data.sig);  // the very objects drawn before, if any
+  bases.delete(data.sig);
+  bases.set(data.sig, kept || data.traces);  // the most recent last; the four most recent are kept
+  while (bases.size > 4) bases.delete(bases.keys().next().value);
+  parentElement.dataset.sig = data.sig;
+}
+"""
+
+BASE_KEY = "plint_drag_base"
+BASE_CSS = f".st-key-{BASE_KEY} {{ display: none; }}"  # it draws nothing: no gap for it above the map
 
 LOADER_JS_TAIL = "\nexport default function (component) { component.parentElement.dataset.plotly = 'loaded'; }\n"
 
@@ -155,6 +197,11 @@ def _loader() -> Callable[..., Any]:
 
     return st.components.v2.component("plint.plotly_loader", js=plotly.offline.get_plotlyjs() + LOADER_JS_TAIL,
                                       isolate_styles=False)
+
+
+@st.cache_resource
+def _base() -> Callable[..., Any]:
+    return st.components.v2.component("plint.drag_base", js=BASE_JS, css=BASE_CSS, isolate_styles=False)
 
 
 @st.cache_resource
@@ -175,11 +222,21 @@ def group_payload(xy: np.ndarray, translate: Sequence[float], contract: float, s
             "translate": [float(translate[0]), float(translate[1])], "size": float(size), "digest": digest}
 
 
-def drag_map(fig: go.Figure, group: dict | None, key: str, config: dict, on_change: Callable[[], None]) -> Any:
-    """Draw ``fig`` on the drag map; ``group`` (:func:`group_payload`) can be dragged. Returns the component's
-    result: ``.selection`` (``{ids, n_test, seq, token}``) and ``.drag`` (``{dx, dy, n, digest, seq, token}``), each
-    set for the one rerun its event causes; ``token`` names the drawn map and ``seq`` counts its events."""
+def base_payload(traces: Sequence[go.Scattergl], sig: str) -> dict:
+    """The map's data traces as the component takes them (Plotly's JSON), named by ``sig``, which must change
+    whenever they do. Built once per colour mode and kept (:func:`plint_app.resources.cached_base_payload`)."""
+    return {"sig": sig, "traces": json.loads(go.Figure(data=list(traces)).to_json())["data"]}
+
+
+def drag_map(base: dict, fig: go.Figure, group: dict | None, key: str, config: dict,
+             on_change: Callable[[], None], ack: str = "") -> Any:
+    """Draw ``base``'s traces (:func:`base_payload`), then ``fig``'s (the overlays) with ``fig``'s layout;
+    ``group`` (:func:`group_payload`) can be dragged. ``ack`` names the last event acted on (a new one makes the
+    map redraw even when nothing else changed). Returns the component's result: ``.selection`` (``{ids, n_test,
+    seq, token}``) and ``.drag`` (``{dx, dy, n, digest, seq, token}``), each set for the one rerun its event
+    causes; ``token`` names the drawn map and ``seq`` counts its events."""
     load_plotly()
+    _base()(data=base, key=BASE_KEY, height=0)  # unchanged, it is not sent again
     figure = json.loads(fig.to_json())
-    return _map()(data={"figure": figure, "config": config, "group": group}, key=key,
-                  on_selection_change=on_change, on_drag_change=on_change)
+    return _map()(data={"base": base["sig"], "figure": figure, "config": config, "group": group, "ack": ack},
+                  key=key, on_selection_change=on_change, on_drag_change=on_change)

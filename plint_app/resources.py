@@ -170,3 +170,18 @@ def _base_traces(key: str, color_by: str, show_test: bool, _view, _class_names: 
 def cached_base_traces(proj: Project, view, color_by: str, show_test: bool) -> tuple:
     """The scatter's data traces for one colour mode (shared; Plotly copies them into each figure)."""
     return _base_traces(f"{proj.cache_key}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))
+
+
+@st.cache_resource(max_entries=24)
+def _base_payload(key: str, color_by: str, show_test: bool, _view, _class_names: tuple[str, ...]) -> dict:
+    from .drag_map import base_payload
+    from .scatter_view import signature
+
+    traces = _base_traces(key, color_by, show_test, _view, _class_names)
+    return base_payload(traces, signature(key, color_by, str(show_test)))
+
+
+def cached_base_payload(proj: Project, view, color_by: str, show_test: bool) -> dict:
+    """The drag map's data traces for one colour mode, as its component takes them (shared, serialised once;
+    :func:`plint_app.drag_map.base_payload`)."""
+    return _base_payload(f"{proj.cache_key}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))

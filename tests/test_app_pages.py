@@ -231,6 +231,46 @@ def test_drag_map_events_set_the_move_and_undo_restores_it(app_environment, digi
     assert "Undo drag" not in [b.label for b in at.button], "the drags belong to the committed move"
 
 
+def components(at: AppTest) -> dict[str, dict]:
+    """The page's custom components (``st.components.v2``) by name: each one's data, as the browser gets it."""
+    return {el.proto.component_name: json.loads(el.proto.json or "null") for el in at.get("bidi_component")}
+
+
+def test_drag_map_sends_the_data_traces_once_and_a_drag_only_the_overlays(app_environment, digits_data):
+    from plint_app.scatter_view import digest
+
+    at = start("pages/embedding.py")
+    at.segmented_control(key="w_click_mode").set_value("drag").run()
+    at.session_state[session_data(at).drag_key] = {"selection": {"ids": [5, 17, 42], "n_test": 0, "seq": 1}}
+    at.run()
+    base_json = next(el.proto.json for el in at.get("bidi_component") if el.proto.component_name == "plint.drag_base")
+    shown = components(at)
+    base, drawn = shown["plint.drag_base"], shown["plint.drag_map"]
+    # every training point is in the data traces, which the map itself does not carry: only their signature
+    ids = np.concatenate([decode(t["customdata"])[:, 0] for t in base["traces"]])
+    assert sorted(ids.tolist()) == sorted(digits_data.train.ids.tolist())
+    assert drawn["base"] == base["sig"]
+    assert not any("customdata" in t for t in drawn["figure"]["data"]), "the map's own traces are overlays"
+    assert {t.get("name") for t in drawn["figure"]["data"]} == {"selected"}
+    # a drag changes the overlays and acknowledges the event; the data traces' element stays byte for byte the
+    # same, so Streamlit's message cache sends a reference instead of every point again
+    ids = session_data(at).editor.selection.ids
+    at.session_state[session_data(at).drag_key] = {"drag": {"dx": 1.5, "dy": -0.5, "n": 3, "digest": digest(ids),
+                                                             "seq": 2, "token": "t"}}
+    at.run()
+    after = components(at)["plint.drag_map"]
+    assert {t.get("name") for t in after["figure"]["data"]} == {"selected", "preview targets"}
+    assert after["ack"] == "t:2" and after["ack"] != drawn["ack"]
+    assert next(el.proto.json for el in at.get("bidi_component")
+                if el.proto.component_name == "plint.drag_base") == base_json
+    # another colour: other data traces, under another signature
+    at.segmented_control(key="w_color_by").set_value("correct").run()
+    recoloured = components(at)
+    assert recoloured["plint.drag_base"]["sig"] != base["sig"]
+    assert recoloured["plint.drag_map"]["base"] == recoloured["plint.drag_base"]["sig"]
+    assert {t["name"] for t in recoloured["plint.drag_base"]["traces"]} == {"correct", "misclassified"}
+
+
 def test_commit_with_empty_selection_explains_what_to_do(app_environment):
     at = start("pages/embedding.py")
     at.number_input(key="w_dx").set_value(1.0).run()

@@ -223,9 +223,11 @@ def walk_through(page, url: str) -> None:
         return geometry
 
     dx_box, dy_box = (other.get_by_role("spinbutton", name=n, exact=True) for n in ("dx", "dy"))
+    drag_names = "() => document.querySelector('div.plint-drag-map').data.map(t => t.name)"
     drag_group((40, -25), escape=True)  # cancelled: nothing changes
     time.sleep(1.0)
     assert float(dx_box.input_value()) == 0.0 and float(dy_box.input_value()) == 0.0
+    assert "drag preview" not in other.evaluate(drag_names), "Escape takes the temporary preview off"
     moved = "() => Number(document.querySelector('input[aria-label=\"dx\"]').value) !== 0"
     drag_group((60, 30))
     other.wait_for_function(moved, timeout=60_000)
@@ -234,6 +236,9 @@ def walk_through(page, url: str) -> None:
     other.get_by_role("button", name="Undo drag").wait_for(state="detached", timeout=60_000)  # that rerun is over
     geometry = drag_group((120, 70))
     other.wait_for_function(moved, timeout=60_000)
+    # the rerun's redraw replaces the temporary preview with the server's, where the group was let go
+    other.wait_for_function(f"() => {{ const names = ({drag_names})(); return !names.includes('drag preview') "
+                            "&& names.includes('preview targets'); }", timeout=60_000)
     want = (120 * geometry["x_per_px"], 70 * geometry["y_per_px"])
     got = (float(dx_box.input_value()), float(dy_box.input_value()))
     for g, w in zip(got, want):
