@@ -33,6 +33,7 @@ from .models.sources import ModelOptions, describe, load_classifier, parse_float
 from .models.training import TrainConfig, train_classifier
 from .models.weights import save_model
 from .pipeline import load_embedding, load_run, run_baseline
+from .report.summaries import confirmed
 from .runs.archive import Expected, export_run, import_run
 from .runs.executor import Status
 from .runs.select import make_executor
@@ -367,7 +368,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     for name, sel in result.get("selection", {}).items():
         if sel.get("rule") == "best-val":
             stop = f", stopped early after {sel['steps_run']}" if sel.get("stopped_early") else ""
-            _log(f"{name}: kept step {sel['step']} (validation accuracy {sel['score']:.4f}{stop})")
+            _log(f"{name}: kept step {sel['step']} (validation accuracy {sel['score']:.4f}{stop}{confirmed(sel)})")
     _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "
          f"wrote {a.out}/result.json{' (cached run)' if outcome.cache_hit else ''}")
 

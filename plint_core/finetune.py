@@ -57,6 +57,10 @@ class FinetuneConfig:
         (default 5; ``None``: run every step).
     evaluations: with ``best-val``, validation evaluations spread over the planned steps (default 10).
     val_points: validation images scored per evaluation, at most (default 1,000; a fixed stratified sample).
+    confirm: with ``best-val``, where those images are a sample of a larger validation set, the kept checkpoint
+        must also score at least the starting weights on the whole of it, else the run keeps its start
+        (default ``True``): the best of ten scores on a sample is partly luck, and a run must not end below
+        the model it started from on its validation split.
     embed_on: which rows the embedding term acts on: ``all`` (default, the method: unedited points keep their
         place ``y`` as target) or ``moved`` (only the moved points; the others are left to cross-entropy).
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
@@ -76,6 +80,7 @@ class FinetuneConfig:
     patience: int | None = 5
     evaluations: int = 10
     val_points: int = 1000
+    confirm: bool = True
     embed_on: str = "all"
     device: str = "auto"
     amp: bool | None = None
@@ -126,7 +131,7 @@ class FinetuneConfig:
         if d["train_points"] is None:
             d.pop("train_points")
         if self.select == "last":
-            for name in ("patience", "evaluations", "val_points"):
+            for name in ("patience", "evaluations", "val_points", "confirm"):
                 d.pop(name)
         if self.embed_on == "all":
             d.pop("embed_on")
@@ -255,6 +260,8 @@ class ValidationSet:
     images: Images
     labels: np.ndarray
     source: str
+    whole: "ValidationSet | None" = None
+    """The whole validation set when ``images`` are a sample of it (``FinetuneConfig.confirm``); else ``None``."""
 
 
 def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
@@ -387,10 +394,30 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     if selector is not None:
         with exclusive(bundle.module):
             selector.restore(model, bundle.module)
+        if config.confirm and validation.whole is not None and selection.step != 0:
+            _confirm(bundle, validation.whole, device, dtype, model, config.workers, selection)
     else:
         selection.step, selection.steps_run = done, done
         selection.epoch = epoch
     return model.eval().to(memory_format=torch.contiguous_format).cpu(), selection
+
+
+def _confirm(bundle: ModelBundle, whole: ValidationSet, device: torch.device, dtype: torch.dtype | None,
+             model: nn.Module, workers: int | None, selection: Selection) -> None:
+    """Score the kept weights (in ``model``) and the starting ones on the ``whole`` validation set; if the kept
+    ones score lower, put the starting weights back into ``model`` and record that the run kept its start."""
+    scorer = _Scorer(bundle, whole, device, dtype, model, workers)
+    kept = scorer(model)
+    with exclusive(bundle.module):
+        start = copy.deepcopy(bundle.module)
+    start = start.to(device)
+    before = scorer(start)
+    selection.confirm = {"n": int(len(whole.labels)), "start": before, "kept": kept, "kept_step": selection.step,
+                         "reverted": kept < before}
+    if kept < before:
+        model.load_state_dict(start.state_dict())
+        selection.step, selection.epoch, selection.score = 0, 0, selection.curve[0][1]
+    del start
 
 
 class _Scorer:

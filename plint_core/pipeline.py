@@ -336,14 +336,18 @@ def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> 
         return None, none
     if data.val is not None and len(data.val):
         rows = stratified_sample(data.val.labels, np.arange(len(data.val)), config.val_points)
-        return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split"), none
+        whole = ValidationSet(data.val.images, np.asarray(data.val.labels), "val split") \
+            if len(rows) < len(data.val) else None
+        return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split", whole), none
     held = held_out_slice(data.train.labels)
     scored = validation_rows(data.train.labels, config.val_points)
     moved = np.asarray(moved, dtype=bool)
     if not len(held) or moved.sum() == moved[held].sum():
         return None, none  # too small to hold anything out, or every moved point would be held out
-    return ValidationSet(data.train.images.subset(scored), data.train.labels[scored],
-                         "held-out slice of the training split"), held
+    source = "held-out slice of the training split"
+    whole = ValidationSet(data.train.images.subset(held), data.train.labels[held], source) \
+        if len(scored) < len(held) else None
+    return ValidationSet(data.train.images.subset(scored), data.train.labels[scored], source, whole), held
 
 
 def load_run(store: RunStore, run_id: str, started: float | None = None, *, cache_hit: bool = True) -> RunResult:

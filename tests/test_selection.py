@@ -119,12 +119,80 @@ def test_a_harmful_setting_cannot_lower_validation_accuracy(tmp_path, digits, de
         "a run that kept its starting weights predicts as before"
 
 
+def test_a_checkpoint_below_the_start_on_the_whole_validation_set_is_not_kept(digits, demo):
+    """The sample chose a checkpoint; on the whole validation set it scores below the start: the start is kept."""
+    from plint_core.finetune import ValidationSet, _confirm
+    from plint_core.latents import predict
+    from plint_core.models.spec import ModelBundle
+    from plint_core.validation import Selection
+
+    torch.manual_seed(0)
+    kept = copy.deepcopy(demo.module)
+    with torch.no_grad():
+        for p in kept.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    images = digits.train.images.subset(np.arange(300))
+    start_pred = predict(demo, images)
+    kept_pred = predict(ModelBundle(kept, demo.spec, ""), images)
+    assert (start_pred != kept_pred).any(), "the perturbed weights must predict differently somewhere"
+    for labels, reverted in ((start_pred, True), (kept_pred, False)):
+        model = copy.deepcopy(kept)
+        sel = Selection("best-val", [(0, 0.5), (100, 0.6)], step=100, epoch=2, score=0.6, steps_run=100)
+        _confirm(demo, ValidationSet(images, labels, "val split"), torch.device("cpu"), None, model, None, sel)
+        assert sel.confirm["n"] == 300 and sel.confirm["reverted"] is reverted and sel.confirm["kept_step"] == 100
+        if reverted:  # the start predicts these labels perfectly, the checkpoint does not
+            assert sel.confirm["start"] == 1.0 > sel.confirm["kept"]
+            assert (sel.step, sel.epoch, sel.score) == (0, 0, 0.5)
+            for a, b in zip(weights(model), weights(demo.module)):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+        else:
+            assert sel.confirm["kept"] == 1.0 > sel.confirm["start"] and (sel.step, sel.score) == (100, 0.6)
+            for a, b in zip(weights(model), weights(kept)):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_sampled_run_ends_at_least_at_its_start_on_the_whole_validation_slice(tmp_path, digits, demo,
+                                                                                   demo_embedding):
+    """With 40 of the 144 held-out images scored per evaluation, every run's kept weights still score at least
+    the start's on all 144, and result.json says what the check found."""
+    from safetensors.torch import load_file
+
+    from plint_core.latents import predict
+    from plint_core.models.spec import ModelBundle
+
+    config = FinetuneConfig(lr=3e-3, val_points=40, **QUICK)
+    validation, held = validation_set(digits, digits.train.labels == 3, config)
+    assert len(validation.labels) == 40 and len(validation.whole.labels) == len(held) == 144
+    run = run_intervention(digits, demo, demo_embedding, SPEC, config, store=RunStore(tmp_path))
+    whole = digits.train.images.subset(held)
+    start = float(np.mean(predict(demo, whole) == digits.train.labels[held]))
+    checked = []
+    for name, file in (("pli", "finetuned"), ("control", "control")):
+        sel = run.result["selection"][name]
+        model = copy.deepcopy(demo.module)
+        model.load_state_dict(load_file(run.directory / f"{file}.safetensors"))
+        after = float(np.mean(predict(ModelBundle(model, demo.spec, ""), whole) == digits.train.labels[held]))
+        assert after >= start
+        checked.append(sel["confirm"])
+        if sel["confirm"] is None:
+            assert sel["step"] == 0, "only a run that kept its start goes unchecked"
+            continue
+        c = sel["confirm"]
+        assert c["n"] == 144 and c["start"] == pytest.approx(start) and c["reverted"] is (c["kept"] < c["start"])
+        assert sel["step"] == 0 if c["reverted"] else sel["step"] == c["kept_step"] > 0
+        assert after == pytest.approx(start if c["reverted"] else c["kept"])
+    # (on this machine: the sample, 40 images all right at the start, ties at step 120, which scores below the
+    # start on all 144, so the check sent both runs back to their start)
+    assert any(c is not None for c in checked)
+    assert "confirm" in FinetuneConfig().key_dict() and "confirm" not in FinetuneConfig(select="last").key_dict()
+
+
 def test_last_keeps_the_last_step_without_validation(tmp_path, digits, demo, demo_embedding):
     result = run_intervention(digits, demo, demo_embedding, SPEC, FinetuneConfig(select="last", **QUICK),
                               store=RunStore(tmp_path)).result
     assert result["validation"] is None and result["n_train"] == len(digits.train)
     assert result["selection"]["pli"] == {"rule": "last", "step": 120, "epoch": 3, "score": None, "steps_run": 120,
-                                          "stopped_early": False, "curve": []}
+                                          "stopped_early": False, "curve": [], "confirm": None}
 
 
 def test_step_budget_and_epochs_are_keyed_and_checked():

@@ -56,6 +56,18 @@ def schedule_summary(finetune: dict) -> str:
     return f"{finetune.get('steps', 0):,} steps"
 
 
+def confirmed(sel: dict) -> str:
+    """``; on all 5,000 validation images 0.9790 vs 0.9776 at the start`` (or that the run went back to its start
+    because its checkpoint scored lower there); ``""`` when not checked."""
+    c = sel.get("confirm")
+    if not c:
+        return ""
+    if c["reverted"]:
+        return (f"; step {c['kept_step']:,} scored {c['kept']:.4f} on all {c['n']:,} validation images, below the "
+                f"start's {c['start']:.4f}, so the run kept its start")
+    return f"; on all {c['n']:,} validation images {c['kept']:.4f} vs {c['start']:.4f} at the start"
+
+
 def selection_summary(result: dict) -> str:
     """Which step each run kept, and by which rule (``""`` for runs that predate the selection rule)."""
     selection, validation = result.get("selection"), result.get("validation")
@@ -67,7 +79,7 @@ def selection_summary(result: dict) -> str:
         if sel.get("rule") == "best-val":
             step = "the weights before fine-tuning" if sel["step"] == 0 else f"step {sel['step']:,}"
             early = f", stopped early after {sel['steps_run']:,}" if sel.get("stopped_early") else ""
-            parts.append(f"{title} kept {step} (validation accuracy {sel['score']:.4f}{early})")
+            parts.append(f"{title} kept {step} (validation accuracy {sel['score']:.4f}{early}{confirmed(sel)})")
         else:
             parts.append(f"{title} kept its last step ({sel.get('step', 0):,})")
     if validation:
