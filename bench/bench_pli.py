@@ -309,7 +309,7 @@ def figure(results: list[dict]):
               [s["pair_confusions"] / max(first["pair_confusions"]["control"], 1) for s in r["sweep"]])
         for col, y in enumerate(ys, start=1):
             fig.add_trace(go.Scatter(x=lams, y=y, mode="lines+markers", name=label, legendgroup=label, showlegend=col == 1,
-                                     line={"color": ("#1f77b4", "#d62728", "#2ca02c")[k % 3]}), row=1, col=col)
+                                     line={"color": ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")[k % 4]}), row=1, col=col)
     for col in (1, 2, 3):
         fig.update_xaxes(title_text="λ", row=1, col=col)
     fig.update_annotations(font_size=13)

@@ -75,8 +75,9 @@ from plint_core.bootstrap import Interval, SeedBootstrap, accuracy, class_f1, cl
 from plint_core.bootstrap import pair_confusions as pair_statistic
 from plint_core.data.loading import load_data
 from plint_core.embedding.parametric_tsne import TSNEConfig
+from plint_core.errors import PlintError
 from plint_core.finetune import FinetuneConfig
-from plint_core.intervention import InterventionSpec, Move, Selection, separate_classes
+from plint_core.intervention import InterventionSpec, send_home, separate_classes
 from plint_core.latents import predict
 from plint_core.metrics import evaluate, most_confused_pair
 from plint_core.models.sources import load_model
@@ -166,16 +167,11 @@ def edits(s: Setup, instance: bool) -> list[tuple[str, InterventionSpec]]:
     if s.quick:
         out = out[:2]
     if instance:
-        moves = []
-        for k, other in ((a, b), (b, a)):
-            wrong = np.flatnonzero((labels == k) & (s.emb.train_pred == other))
-            if len(wrong):
-                shift = xy[labels == k].mean(0) - xy[wrong].mean(0)
-                moves.append(Move(Selection(ids=tuple(int(i) for i in s.ft.train.ids[wrong])),
-                                  tuple(float(v) for v in shift), 0.3))
-        if moves:
+        try:
             out.append(("instance: pair's misclassified onto their class, contract 0.3",
-                        InterventionSpec(tuple(moves))))
+                        send_home(xy, labels, s.emb.train_pred, s.ft.train.ids, a, b, contract=0.3)))
+        except PlintError:  # the pair has no misclassified training points
+            pass
     return out
 
 

@@ -213,6 +213,31 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
     return InterventionSpec(tuple(moves))
 
 
+
+def send_home(y: np.ndarray, labels: np.ndarray, preds: np.ndarray, ids: np.ndarray, a: int, b: int,
+              contract: float = 0.3) -> InterventionSpec:
+    """An instance-level spec: the training points of class ``a`` the model predicts as ``b``, and those of ``b``
+    predicted as ``a``, each group moved onto its true class's cluster.
+
+    Each group is translated by (its class's centroid − the group's centroid) and contracted by ``contract``
+    towards its own centre, so it lands as a tight group in the middle of its class. ``ids`` name the rows of
+    ``y``; a direction without such points adds no move. Raises ``PlintError`` when the pair has none at all.
+    """
+    if a == b:
+        raise PlintError("pick two different classes")
+    y, labels, preds = np.asarray(y, dtype=np.float64), np.asarray(labels), np.asarray(preds)
+    moves = []
+    for k, other in ((a, b), (b, a)):
+        wrong = np.flatnonzero((labels == k) & (preds == other))
+        if len(wrong):
+            shift = y[labels == k].mean(axis=0) - y[wrong].mean(axis=0)
+            moves.append(Move(Selection(ids=tuple(int(i) for i in np.asarray(ids)[wrong])),
+                              (float(shift[0]), float(shift[1])), float(contract)))
+    if not moves:
+        raise PlintError(f"no training point of class {a} is predicted as {b}, nor the other way round: "
+                         "this pair has no misclassified points to move")
+    return InterventionSpec(tuple(moves))
+
 def _unit(v: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
     """``v`` scaled to length 1; ``fallback`` (default: the x axis) where ``v`` is (nearly) zero."""
     norm = float(np.linalg.norm(v))

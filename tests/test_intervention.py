@@ -117,3 +117,22 @@ def test_separate_classes_outward_heads_for_the_free_space_at_the_maps_edge():
         target, moved = spec.targets(y, labels, ids, names)
         gaps[name] = float(third.kneighbors(target[moved])[0].mean())
     assert gaps["outward"] > gaps["straight"] + 0.5, gaps
+
+
+def test_send_home_moves_each_directions_misclassified_onto_its_class():
+    from plint_core.intervention import send_home
+
+    y = np.array([[0, 0], [2, 0], [9, 0], [10, 10], [12, 10], [1, 9], [50, 50]], dtype=np.float32)
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    preds = np.array([0, 0, 1, 1, 1, 0, 2])  # row 2: a 0 seen as 1; row 5: a 1 seen as 0
+    ids = np.arange(7) + 100
+    spec = send_home(y, labels, preds, ids, 0, 1, contract=0.3)
+    assert [m.select.ids for m in spec.moves] == [(102,), (105,)] and all(m.contract == 0.3 for m in spec.moves)
+    target, moved = spec.targets(y, labels, ids, ("a", "b", "c"))
+    np.testing.assert_allclose(target[2], y[labels == 0].mean(0), rtol=1e-6)  # onto class 0's centroid
+    np.testing.assert_allclose(target[5], y[labels == 1].mean(0), rtol=1e-6)
+    assert moved.tolist() == [False, False, True, False, False, True, False]
+    only_one_way = send_home(y, labels, np.array([0, 0, 1, 1, 1, 1, 2]), ids, 0, 1)
+    assert [m.select.ids for m in only_one_way.moves] == [(102,)]
+    with pytest.raises(PlintError, match="no misclassified points"):
+        send_home(y, labels, labels, ids, 0, 1)
