@@ -7,6 +7,7 @@ from plint_app.drag_map import drag_map, group_payload
 from plint_app.editor import SELECT_MODES
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
+from plint_app.pair_panel import pair_panel
 from plint_app.project import Project
 from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, scatter_view
 from plint_app.scatter import COLOR_MODES, Overlay, assemble, destination_grid, selection_overlay
@@ -258,6 +259,7 @@ def editor(proj: Project, emb) -> None:
     left, right = st.columns([3, 1.25])
     with right:
         selection_panel(proj, view, sess)
+        pair_panel(view)
     size = view.marker_size(show_test)
     # the drag map keeps the data traces on the page (cached_base_payload): its figure only has the overlays
     base = () if click_mode == "drag" else cached_base_traces(proj, view, color_by, show_test)

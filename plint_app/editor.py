@@ -84,6 +84,19 @@ class Editor:
         ids = np.sort(index.ids[np.isin(index.labels, classes)])
         self.selection = CurrentSelection(ids, classes)
 
+    def select_confused(self, a: int, b: int, index: TrainIndex, preds: np.ndarray, mode: str = "replace") -> int:
+        """Select the training points of class ``a`` predicted as ``b`` and of ``b`` predicted as ``a`` (the pair's
+        misclassified points, red under *Errors*), combined with the selection by ``mode``; returns how many."""
+        if a == b:
+            raise PlintError("pick two different classes")
+        labels, preds = index.labels, np.asarray(preds)
+        wrong = ((labels == a) & (preds == b)) | ((labels == b) & (preds == a))
+        if not wrong.any():
+            raise PlintError(f"no training point of {index.class_names[a]} is predicted as {index.class_names[b]}, "
+                             "nor the other way round: nothing to select")
+        self.select_ids(index.ids[wrong], mode)
+        return int(wrong.sum())
+
     def clear_selection(self) -> None:
         self.selection = CurrentSelection()
 
@@ -107,6 +120,15 @@ class Editor:
         """Append ``move`` to the spec and clear the selection."""
         self.set_spec(self.spec.with_move(move), index)
         self.clear_selection()
+
+    def add_moves(self, moves: InterventionSpec, index: TrainIndex) -> None:
+        """Append every move of ``moves`` to the spec as one step (one :meth:`undo` takes them all back).
+
+        Raises ``PlintError``, and changes nothing, if one of them moves a point an earlier move already moves."""
+        spec = self.spec
+        for move in moves.moves:
+            spec = spec.with_move(move)
+        self.set_spec(spec, index)
 
     def delete(self, position: int, index: TrainIndex) -> None:
         if not 0 <= position < len(self.spec.moves):

@@ -195,7 +195,8 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
 
     ``outward`` turns each class's direction halfway towards "away from the map's
     centre" (the mean of ``y``), as one would drag two clusters apart into the free
-    space at the map's edge. Pushed straight apart, two classes in the middle of
+    space at the map's edge; each still moves ``distance / 2``, so their centroids
+    end somewhat less than ``distance`` further apart. Pushed straight apart, two classes in the middle of
     the map land on a third class's ground; since the embedding is frozen, such
     targets ask the classifier to make them look like that class.
     """

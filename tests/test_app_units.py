@@ -91,6 +91,32 @@ def test_editor_commit_undo_delete_and_validation(index):
         ed.set_spec(InterventionSpec((Move(Selection(ids=(99,)), (1.0, 0.0)),)), index)
 
 
+def test_editor_select_confused_and_add_moves_as_one_undo_step(index):
+    from plint_core.intervention import separate_classes
+
+    preds = index.labels.copy()
+    preds[[0, 1]] = 1  # two a's predicted as b
+    preds[12] = 0  # one b predicted as a
+    preds[25] = 0  # a c predicted as a: not the pair's
+    ed = Editor()
+    assert ed.select_confused(0, 1, index, preds) == 3 and ed.selection.ids.tolist() == [0, 1, 12]
+    with pytest.raises(PlintError, match="nothing to select"):
+        ed.select_confused(1, 2, index, preds)
+    assert ed.selection.ids.tolist() == [0, 1, 12]  # a refused selection leaves the old one
+    with pytest.raises(PlintError, match="two different"):
+        ed.select_confused(1, 1, index, preds)
+    ed.select_ids([20])
+    ed.commit(ed.pending_move((0.0, 1.0), 1.0), index)
+    ed.add_moves(separate_classes(index.xy, index.labels, 0, 1, distance=2.0), index)
+    assert [m.select for m in ed.spec.moves] == [Selection(ids=(20,)), Selection(classes=(0,)),
+                                                   Selection(classes=(1,))]
+    with pytest.raises(PlintError, match="overlaps"):  # class 2 holds point 20, moved by move 1: nothing is added
+        ed.add_moves(separate_classes(index.xy, index.labels, 0, 2, distance=2.0), index)
+    assert len(ed.spec.moves) == 3
+    ed.undo()  # both moves of the pair edit go at once
+    assert [m.select for m in ed.spec.moves] == [Selection(ids=(20,))]
+
+
 def test_index_rows_of_non_contiguous_ids():
     idx = TrainIndex(np.array([10, 30, 20]), np.zeros(3, int), np.zeros((3, 2)), ("a",))
     assert idx.rows_of(np.array([20, 10])).tolist() == [2, 0]
