@@ -122,7 +122,8 @@ def selection_summary(result: dict) -> dict:
     for name, model in (("pli", "after"), ("control", "control")):
         sel = result["selection"][name]
         out[model] = {"start": sel["curve"][0][1] if sel["curve"] else None, "kept": sel["score"], "step": sel["step"],
-                      "steps_run": sel["steps_run"], "stopped_early": sel["stopped_early"]}
+                      "steps_run": sel["steps_run"], "stopped_early": sel["stopped_early"],
+                      "confirm": sel.get("confirm")}
     return out
 
 
@@ -288,8 +289,11 @@ def validation_rows(r: dict) -> list[dict]:
 
 
 def validation_row(seed: str, run: str, sel: dict, full_before: float, full_kept: float) -> dict:
+    c = sel.get("confirm")
+    check = "–" if c is None else f"step {c['kept_step']}: {c['kept']:.4f}, " + ("start kept" if c["reverted"] else "kept")
     return {"seed": seed, "run": run, "rule's val: start": sel["start"], "kept": sel["kept"],
-            "kept step": sel["step"], "steps run": sel["steps_run"], "whole val split: start": full_before,
+            "kept step": sel["step"], "steps run": sel["steps_run"], "check on the whole val set": check,
+            "whole val split: start": full_before,
             "kept ": full_kept, "kept − start (pp)": round(100 * (full_kept - full_before), 2)}
 
 
