@@ -185,8 +185,16 @@ def walk_through(page, url: str) -> None:
     other.get_by_role("option", name="logits").click()
     other.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .nsewdrag').length === 2",
                             timeout=RUN_TIMEOUT_MS)
-    drag(other, other.wait_for_function(GROUP_BOX_JS, arg=["0", 1], timeout=60_000).json_value())
-    other.get_by_text(re.compile(r"^Selection: [1-9][\d,]* training points$")).wait_for(timeout=60_000)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):  # a box drawn while the maps are still being redrawn (a busy machine) can be lost
+        drag(other, other.wait_for_function(GROUP_BOX_JS, arg=["0", 1], timeout=60_000).json_value())
+        try:
+            other.get_by_text(re.compile(r"^Selection: [1-9][\d,]* training points$")).wait_for(timeout=30_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     other.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullData"
                             ".some(t => t.name === 'selected' && t.x.length > 0)", timeout=60_000)
     screenshot(other, "linked_layers")
