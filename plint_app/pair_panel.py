@@ -111,7 +111,8 @@ def pair_panel(view: ScatterView) -> None:
         else:
             wrong = int(np.sum(((view.train.labels == a) & (view.train.preds == b))
                                | ((view.train.labels == b) & (view.train.preds == a))))
-            st.caption(f"{wrong:,} training points of the pair are predicted as the other class.")
+            st.caption(f"Of the pair, {wrong:,} training point{' is' if wrong == 1 else 's are'} predicted as the "
+                       "other class." if wrong else "No training point of the pair is predicted as the other class.")
         st.slider("Distance apart (× the map's scale)", 0.25, 3.0, step=0.25, key=DISTANCE,
                   help=f"How much further apart the two classes' centres end; the map's scale is {view.scale:.1f} "
                        "embedding units.")
@@ -125,10 +126,9 @@ def pair_panel(view: ScatterView) -> None:
         disabled = a == b
         st.button("Push apart", type="primary", on_click=push_apart, args=(view,), width="stretch",
                   disabled=disabled)
-        c1, c2 = st.columns(2)
-        c1.button("Send misclassified home", on_click=send_misclassified_home, args=(view,), width="stretch",
+        st.button("Send misclassified home", on_click=send_misclassified_home, args=(view,), width="stretch",
                   disabled=disabled, help="Move the pair's misclassified training points onto the middle of their "
                                           "own class's cluster (contracted as set above).")
-        c2.button("Select misclassified", on_click=select_misclassified, args=(view,), width="stretch",
-                  disabled=disabled)
+        st.button("Select misclassified", on_click=select_misclassified, args=(view,), width="stretch",
+                  disabled=disabled, help="Select them, to move them by hand.")
         show_flash(AREA)

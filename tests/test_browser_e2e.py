@@ -123,6 +123,16 @@ def walk_through(page, url: str) -> None:
     # 2 · Embedding: box-select class 0 with the mouse, move it, commit
     open_page(page, "Embedding & interventions")
     page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=30_000)
+    # first, Edit a class pair: the most confused pair pushed apart into free space in one click, then undone
+    page.get_by_text("Edit a class pair").click()
+    page.get_by_role("button", name="Push apart").click()
+    page.get_by_text(re.compile(r"pushed apart: moves 1 and 2 added")).wait_for(timeout=30_000)
+    page.get_by_text("Committed moves (2)").wait_for(timeout=30_000)
+    screenshot(page, "pair_edit")
+    page.get_by_role("button", name="Undo", exact=True).click()
+    page.get_by_text("Committed moves (0)").wait_for(timeout=30_000)
+    page.get_by_text("Edit a class pair").click()  # folded again
+    page.get_by_role("button", name="Push apart").wait_for(state="hidden", timeout=30_000)
     drag(page, page.wait_for_function(GROUP_BOX_JS, arg="0", timeout=30_000).json_value())
     page.get_by_text(re.compile(r"^Selection: [1-9][\d,]* training points$")).wait_for(timeout=30_000)
     n_selected = selection_count(page)
