@@ -196,9 +196,10 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
     ``outward`` turns each class's direction halfway towards "away from the map's
     centre" (the mean of ``y``), as one would drag two clusters apart into the free
     space at the map's edge; each still moves ``distance / 2``, so their centroids
-    end somewhat less than ``distance`` further apart. Pushed straight apart, two classes in the middle of
-    the map land on a third class's ground; since the embedding is frozen, such
-    targets ask the classifier to make them look like that class.
+    end somewhat less than ``distance`` further apart. Pushed straight apart, two
+    classes in the middle of the map land on a third class's ground; since the
+    embedding is frozen, such targets ask the classifier to make them look like
+    that class.
     """
     if a == b:
         raise PlintError("pick two different classes to separate")
@@ -212,7 +213,6 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
         half = direction * distance / 2.0
         moves.append(Move(Selection(classes=(int(k),)), (float(half[0]), float(half[1])), contract))
     return InterventionSpec(tuple(moves))
-
 
 
 def send_home(y: np.ndarray, labels: np.ndarray, preds: np.ndarray, ids: np.ndarray, a: int, b: int,
@@ -238,6 +238,7 @@ def send_home(y: np.ndarray, labels: np.ndarray, preds: np.ndarray, ids: np.ndar
         raise PlintError(f"no training point of class {a} is predicted as {b}, nor the other way round: "
                          "this pair has no misclassified points to move")
     return InterventionSpec(tuple(moves))
+
 
 def _unit(v: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
     """``v`` scaled to length 1; ``fallback`` (default: the x axis) where ``v`` is (nearly) zero."""

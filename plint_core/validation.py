@@ -98,11 +98,11 @@ class Selection:
     """Its validation accuracy (``None`` for ``last`` without validation)."""
     steps_run: int = 0
     """Steps trained before the run ended (fewer than planned after an early stop)."""
+    stopped_early: bool = False
     confirm: dict | None = None
     """With ``FinetuneConfig.confirm``: ``n`` (the whole validation set's size), ``start`` and ``kept`` (their
     accuracies on it), ``kept_step`` (the checkpoint the sample chose) and ``reverted`` (it scored below the
     start there, so the run kept its start); ``None`` when not checked (step 0 kept, or no larger set)."""
-    stopped_early: bool = False
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "step": self.step, "epoch": self.epoch, "score": self.score,
