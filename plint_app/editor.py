@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from plint_core.errors import PlintError
-from plint_core.intervention import InterventionSpec, Move, Selection
+from plint_core.intervention import InterventionSpec, Move, Selection, pair_errors
 
 SELECT_MODES = ("replace", "add", "remove")
 HISTORY_LIMIT = 50
@@ -89,8 +89,7 @@ class Editor:
         misclassified points, red under *Errors*), combined with the selection by ``mode``; returns how many."""
         if a == b:
             raise PlintError("pick two different classes")
-        labels, preds = index.labels, np.asarray(preds)
-        wrong = ((labels == a) & (preds == b)) | ((labels == b) & (preds == a))
+        wrong = pair_errors(index.labels, preds, a, b)
         if not wrong.any():
             raise PlintError(f"no training point of {index.class_names[a]} is predicted as {index.class_names[b]}, "
                              "nor the other way round: nothing to select")

@@ -15,11 +15,10 @@ would move a point an earlier move already moves is refused with the reason, and
 """
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from plint_core.errors import PlintError
-from plint_core.intervention import send_home, separate_classes
+from plint_core.intervention import pair_errors, send_home, separate_classes
 from plint_core.metrics import most_confused_pair
 
 from .scatter_view import ScatterView
@@ -109,8 +108,7 @@ def pair_panel(view: ScatterView) -> None:
         if a == b:
             st.caption("Pick two different classes.")
         else:
-            wrong = int(np.sum(((view.train.labels == a) & (view.train.preds == b))
-                               | ((view.train.labels == b) & (view.train.preds == a))))
+            wrong = int(pair_errors(view.train.labels, view.train.preds, a, b).sum())
             st.caption(f"Of the pair, {wrong:,} training point{' is' if wrong == 1 else 's are'} predicted as the "
                        "other class." if wrong else "No training point of the pair is predicted as the other class.")
         st.slider("Distance apart (× the map's scale)", 0.25, 3.0, step=0.25, key=DISTANCE,

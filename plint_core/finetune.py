@@ -283,9 +283,10 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     pli, pli_sel = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock,
                           validation)
     trim_memory()
-    before = pli_sel.curve[0][1] if pli_sel.curve else None
+    before = pli_sel.curve[0][1] if pli_sel.curve else None  # the start, scored once for both runs
+    before_whole = pli_sel.confirm["start"] if pli_sel.confirm else None
     control, control_sel = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel,
-                                  clock, validation, before)
+                                  clock, validation, before, before_whole=before_whole)
     trim_memory()
     return pli, control, {"pli": pli_sel, "control": control_sel}
 
@@ -312,7 +313,7 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
            config: FinetuneConfig, lam: float, run: str, progress: Callable[[Progress], None] | None,
            cancel: threading.Event | None, clock: _Clock, validation: ValidationSet | None = None,
            before: float | None = None, class_weight: np.ndarray | None = None,
-           rows: np.ndarray | None = None) -> tuple[nn.Module, Selection]:
+           rows: np.ndarray | None = None, before_whole: float | None = None) -> tuple[nn.Module, Selection]:
     device = resolve_device(config.device)
     dtype = autocast_dtype(device, config.amp)
     torch.manual_seed(config.seed)
@@ -395,7 +396,7 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
         with exclusive(bundle.module):
             selector.restore(model, bundle.module)
         if config.confirm and validation.whole is not None and selection.step != 0:
-            _confirm(bundle, validation.whole, device, dtype, model, config.workers, selection)
+            _confirm(bundle, validation.whole, device, dtype, model, config.workers, selection, before_whole)
     else:
         selection.step, selection.steps_run = done, done
         selection.epoch = epoch
@@ -403,21 +404,23 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
 
 
 def _confirm(bundle: ModelBundle, whole: ValidationSet, device: torch.device, dtype: torch.dtype | None,
-             model: nn.Module, workers: int | None, selection: Selection) -> None:
-    """Score the kept weights (in ``model``) and the starting ones on the ``whole`` validation set; if the kept
-    ones score lower, put the starting weights back into ``model`` and record that the run kept its start."""
+             model: nn.Module, workers: int | None, selection: Selection, before: float | None = None) -> None:
+    """Score the kept weights (in ``model``) and the starting ones (``before``, if already scored) on the ``whole``
+    validation set; if the kept ones score lower, put the starting weights back into ``model`` and record that the
+    run kept its start."""
     scorer = _Scorer(bundle, whole, device, dtype, model, workers)
     kept = scorer(model)
-    with exclusive(bundle.module):
-        start = copy.deepcopy(bundle.module)
-    start = start.to(device)
-    before = scorer(start)
+    if before is None:
+        with exclusive(bundle.module):
+            start = copy.deepcopy(bundle.module)
+        before = scorer(start.to(device))
+        del start
     selection.confirm = {"n": int(len(whole.labels)), "start": before, "kept": kept, "kept_step": selection.step,
                          "reverted": kept < before}
     if kept < before:
-        model.load_state_dict(start.state_dict())
+        with exclusive(bundle.module):
+            model.load_state_dict(bundle.module.state_dict())
         selection.step, selection.epoch, selection.score = 0, 0, selection.curve[0][1]
-    del start
 
 
 class _Scorer:

@@ -215,6 +215,11 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
     return InterventionSpec(tuple(moves))
 
 
+def pair_errors(labels: np.ndarray, preds: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Which points are of class ``a`` predicted as ``b`` or of ``b`` predicted as ``a`` (a boolean mask)."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    return ((labels == a) & (preds == b)) | ((labels == b) & (preds == a))
+
 def send_home(y: np.ndarray, labels: np.ndarray, preds: np.ndarray, ids: np.ndarray, a: int, b: int,
               contract: float = 0.3) -> InterventionSpec:
     """An instance-level spec: the training points of class ``a`` the model predicts as ``b``, and those of ``b``
