@@ -1,6 +1,6 @@
 """App memory: resident memory of the real Streamlit server on a 20k-image ResNet-18 project.
 
-Measured the way the README's Streamlit Cloud section does: the server's own ``VmRSS`` (resident now)
+Measured as docs/deployment.md's Streamlit Cloud section does: the server's own ``VmRSS`` (resident now)
 and ``VmHWM`` (peak so far) from ``/proc/<pid>/status``, in GB of 10⁹ bytes. The project:
 
 * data: a MedMNIST-layout ``.npz`` (uncompressed) in a temporary folder: the real PneumoniaMNIST training

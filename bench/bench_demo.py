@@ -5,7 +5,7 @@ What is timed is what a user runs first::
     python -m plint_core embed --data digits --model demo --out out/emb
     python -m plint_core run   --data digits --model demo --spec spec.json --out out/run
 
-(the README's spec: class 1 moved left, class 8 right and contracted), in a fresh run store,
+(the spec in docs/cli.md: class 1 moved left, class 8 right and contracted), in a fresh run store,
 with the commands called in this process through ``plint_core.cli.main``. Stages are cut at the
 commands' own progress lines (timestamped as they are logged); the import of torch and
 plint_core is timed once and counted twice in the total, as two commands pay it twice.

@@ -29,7 +29,7 @@ not counted.
 
 Ray is imported only here, when an executor is made; the code must be
 importable on every worker (installed there, or shipped with ``runtime_env``,
-see the README's *Ray* section).
+see docs/executor.md, section *Ray*).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ POLL_SECONDS = 0.2
 """How long the reading thread waits for progress reports before it looks at the tasks again."""
 CONNECT_CHECK_SECONDS = 5.0
 """How long to wait for an explicit ``host:port`` to answer before ``ray.init`` (which would retry for minutes)."""
-SETUP_HINT = "see the README, section Ray"
+SETUP_HINT = "see docs/executor.md, section Ray"
 log = logging.getLogger(__name__)
 
 
