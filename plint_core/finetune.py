@@ -2,11 +2,24 @@
 
 Loss of the PLI run (E frozen, every parameter of C trainable)::
 
-    L = (1 - lam) * CE(C(x), label) + lam * ||E(C_l(x)) - y'||^2 / s^2
+    L = (1 - lam) * CE(C(x), label) + lam * m * ||E(C_l(x)) - y'||^2
 
-with ``s`` the embedding's scale (RMS radius of the fitted embedding), so
-``lam`` means the same on any data. The control starts from the same weights
-with the same seed, batches and epochs and minimises CE alone.
+where ``m``, the embedding term's multiplier, depends on ``FinetuneConfig.weighting``:
+
+``calibrated`` (default)
+    ``m`` is set once, at the start, so that the embedding term's gradient is ``lam / (1 - lam)`` times the
+    cross-entropy's (mean gradient norms over :data:`CALIBRATION_BATCHES` batches): ``lam`` is then the
+    embedding term's share of the pull on the weights, whatever the data, the map's scale, the share of moved
+    points or how well trained the model is (:func:`calibrate`).
+``paper``
+    ``m = 1``, the paper's loss: with a map some 30 units across the embedding term dominates.
+``scaled``
+    ``m = 1 / s**2`` with ``s`` the map's scale (RMS radius); plint's weighting before the calibration. On the
+    digits demo it makes the embedding term about 1/1000 of the paper's.
+
+The control starts from the same weights with the same seed, batches and steps and minimises CE alone. Both
+record their path (:mod:`plint_core.path`) and each keeps a checkpoint by the rule ``FinetuneConfig.select``
+(:mod:`plint_core.pick`).
 """
 from __future__ import annotations
 
@@ -28,39 +41,57 @@ from .errors import PlintError, RunCancelled
 from .latents import as_images, capture, inference_batch_size, model_input, uses_convolutions
 from .models.exclusive import exclusive
 from .models.spec import ModelBundle
+from .path import Checkpoint, EditProbe, PathRecorder
+from .pick import PICK_RULES, TOLERANCE, candidates, pick_steps, reference_accuracy
 from .validation import Selection, Selector, eval_steps, stratified_sample
 
 DEFAULT_STEPS = 1000
 """The default step budget of each run (PLI and control). Enough for the digits demo's edits to show (22
 epochs of its 1,437 training images) and about half an epoch of Fashion-MNIST; with the best checkpoint kept
 and early stopping (:mod:`plint_core.validation`) a run that has stopped improving ends sooner."""
-SELECT_RULES = ("best-val", "last")
+SELECT_RULES = PICK_RULES
 EMBED_ON = ("all", "moved")
+WEIGHTINGS = ("calibrated", "paper", "scaled")
+OPTIMIZERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9
+"""SGD's (Nesterov) momentum, the paper's."""
+CALIBRATION_BATCHES = 16
+"""Batches whose gradient norms set the calibrated weighting's multiplier (drawn with their own generator, so
+the runs' batch order is unchanged)."""
+CHECKPOINT_BUDGET_BYTES = 128 * 2**20
+"""A run keeps every checkpoint's weights (for any pick's download) when they fit in this many bytes (the
+plint CNN: 0.6 MB each); a larger model keeps only those a rule could pick (:func:`plint_core.pick.candidates`)."""
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Hyper-parameters shared by the PLI run and its control.
 
-    lam: weight of the embedding term, in [0, 1] (default 0.1, the paper's).
-    steps: optimisation steps of each run (default :data:`DEFAULT_STEPS`), whatever the data set's size.
+    lam: weight of the embedding term, in [0, 1] (default 0.5; with the ``calibrated`` weighting, the embedding
+        term's share of the gradient at the start: 0.5 pulls as hard as cross-entropy).
+    weighting: ``calibrated`` (default), ``paper`` or ``scaled``: the embedding term's multiplier (module doc).
+    optimizer: ``adam`` (default) or ``sgd`` (with Nesterov momentum :data:`SGD_MOMENTUM`, the paper's; give it
+        a larger ``lr``, such as 1e-2).
     epochs: passes over the training rows instead of ``steps`` (default ``None``: ``steps`` decide).
-    lr: Adam learning rate (default 1e-3).
+    lr: learning rate (default 1e-3).
     batch_size: images per step (default 32).
     seed: seeds the initial shuffle, every batch order and the ``train_points`` subset (default 0).
     train_points: fine-tune on a stratified subset of this many training points, the moved points always
         included (default ``None``: all of them); for large data sets, where an epoch over everything is long.
-    select: which weights a run keeps: ``best-val`` (default), the checkpoint with the best validation
-        accuracy, the starting weights included, or ``last``, the weights after the last step
-        (:mod:`plint_core.validation`; never the test split).
+    steps: optimisation steps of each run (default :data:`DEFAULT_STEPS`), whatever the data set's size.
+    select: which checkpoint each run keeps (:mod:`plint_core.pick`): ``follow`` (default: the PLI checkpoint
+        that follows the edit most within ``tolerance`` of the best validation accuracy of the start and the
+        control; the control its best), ``best-val`` (each its best validation accuracy, the start included)
+        or ``last``. All three are made on validation images only, never the test split; every run records
+        its whole path, so another checkpoint can be picked afterwards.
+    tolerance: ``follow``'s accuracy tolerance (default :data:`plint_core.pick.TOLERANCE`, 0.5 pp).
     patience: with ``best-val``, stop a run after this many evaluations in a row below its best score
-        (default 5; ``None``: run every step).
-    evaluations: with ``best-val``, validation evaluations spread over the planned steps (default 10).
+        (default 5; ``None``: run every step). ``follow`` and ``last`` run every step: the path is the result.
+    evaluations: validation evaluations spread over the planned steps (default 10), each a checkpoint of the path.
     val_points: validation images scored per evaluation, at most (default 1,000; a fixed stratified sample).
     confirm: with ``best-val``, where those images are a sample of a larger validation set, the kept checkpoint
         must also score at least the starting weights on the whole of it, else the run keeps its start
-        (default ``True``): the best of ten scores on a sample is partly luck, and a run must not end below
-        the model it started from on its validation split.
+        (default ``True``): the best of ten scores on a sample is partly luck.
     embed_on: which rows the embedding term acts on: ``all`` (default, the method: unedited points keep their
         place ``y`` as target) or ``moved`` (only the moved points; the others are left to cross-entropy).
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
@@ -69,15 +100,18 @@ class FinetuneConfig:
     workers: loader worker processes (``None``: :func:`plint_core.data.loader.default_workers`); not keyed.
     """
 
-    lam: float = 0.1
+    lam: float = 0.5
     epochs: int | None = None
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
     train_points: int | None = None
     steps: int = DEFAULT_STEPS
-    select: str = "best-val"
+    select: str = "follow"
     patience: int | None = 5
+    tolerance: float = TOLERANCE
+    weighting: str = "calibrated"
+    optimizer: str = "adam"
     evaluations: int = 10
     val_points: int = 1000
     confirm: bool = True
@@ -102,8 +136,15 @@ class FinetuneConfig:
             raise PlintError(f"train points is {self.train_points}: give a whole number of at least 2, or leave it "
                              "empty to fine-tune on the whole training split")
         if self.select not in SELECT_RULES:
-            raise PlintError(f"select is {self.select!r}: use 'best-val' (the checkpoint with the best validation "
-                             "accuracy) or 'last'")
+            raise PlintError(f"select is {self.select!r}: use 'follow' (the checkpoint that follows the edit most "
+                             "within the tolerance), 'best-val' (the best validation accuracy) or 'last'")
+        if not (isinstance(self.tolerance, (int, float)) and 0.0 <= self.tolerance <= 0.5):
+            raise PlintError(f"tolerance is {self.tolerance}: give a share of validation accuracy from 0 to 0.5 "
+                             "(0.005 is half a percentage point)")
+        if self.weighting not in WEIGHTINGS:
+            raise PlintError(f"weighting is {self.weighting!r}: use one of {', '.join(WEIGHTINGS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise PlintError(f"optimizer is {self.optimizer!r}: use 'adam' or 'sgd'")
         if self.patience is not None and not (isinstance(self.patience, int) and self.patience >= 1):
             raise PlintError(f"patience is {self.patience}: give a whole number of evaluations, 1 or more, or "
                              "none to never stop early")
@@ -130,9 +171,11 @@ class FinetuneConfig:
         d.pop("steps" if self.epochs is not None else "epochs")
         if d["train_points"] is None:
             d.pop("train_points")
-        if self.select == "last":
-            for name in ("patience", "evaluations", "val_points", "confirm"):
+        if self.select != "best-val":
+            for name in ("patience", "confirm"):
                 d.pop(name)
+        if self.select != "follow":
+            d.pop("tolerance")
         if self.embed_on == "all":
             d.pop("embed_on")
         return d
@@ -140,7 +183,8 @@ class FinetuneConfig:
     def describe(self) -> str:
         """``1,000 steps`` or ``3 epochs``, and the rule: for tables and labels."""
         plan = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps:,} steps"
-        return plan + (", best validation checkpoint" if self.select == "best-val" else ", last step")
+        return plan + {"follow": ", the checkpoint that follows the edit", "best-val": ", best validation checkpoint",
+                       "last": ", last step"}[self.select]
 
 
 @dataclass(frozen=True)
@@ -161,6 +205,9 @@ class Progress:
     embed: float
     loss: float
     seconds_left: float | None = None
+    snapshot: dict | None = None
+    """At an evaluation of a run that records its path: the newest coordinates (:meth:`PathRecorder.latest`:
+    ``step``, ``test_xy`` of the first :data:`SNAPSHOT_POINTS` test points, ``moved_xy``), for a live map."""
 
     @property
     def fraction(self) -> float:
@@ -262,33 +309,56 @@ class ValidationSet:
     source: str
     whole: "ValidationSet | None" = None
     """The whole validation set when ``images`` are a sample of it (``FinetuneConfig.confirm``); else ``None``."""
+    rows: np.ndarray | None = None
+    """Where ``images`` come from: positions in the ``val`` split, or in the training split for a held-out slice."""
 
 
 def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
                   config: FinetuneConfig, progress: Callable[[Progress], None] | None = None,
-                  cancel: threading.Event | None = None, validation: ValidationSet | None = None
-                  ) -> tuple[nn.Module, nn.Module, dict[str, Selection]]:
-    """Fine-tune a PLI copy and a control copy of ``bundle.module``; returns ``(pli, control, selections)`` on
-    the CPU, ``selections`` saying for ``pli`` and ``control`` which step each kept and why.
+                  cancel: threading.Event | None = None, validation: ValidationSet | None = None,
+                  probe: EditProbe | None = None) -> tuple[nn.Module, nn.Module, dict[str, Selection]]:
+    """Fine-tune a control copy and then a PLI copy of ``bundle.module``; returns ``(pli, control, selections)``
+    on the CPU, ``selections`` saying for ``pli`` and ``control`` which step each kept and why.
 
-    With ``validation`` and ``config.select == "best-val"`` each run keeps its best-scoring checkpoint (the
-    starting weights included) and may stop early; otherwise the weights after its last step. ``progress``
-    is called after every step; setting ``cancel`` makes the loop raise :class:`RunCancelled` at the next step.
+    With ``probe`` (:class:`plint_core.path.EditProbe`) both runs record their path on its images
+    (``selections[run].recorder``), and each keeps the checkpoint ``config.select`` picks
+    (:func:`plint_core.pick.pick_steps`; ``selections[run].kept`` holds the weights of every checkpoint it
+    kept, by step). Without one, with ``validation`` and ``best-val``, each keeps its best-scoring checkpoint
+    (the starting weights included) and may stop early; otherwise the weights after its last step.
+    ``progress`` is called after every step; setting ``cancel`` makes the loop raise :class:`RunCancelled` at
+    the next step. The control runs first, so that ``follow``'s reference is known while the PLI run trains.
     """
     if scale <= 0 or not np.isfinite(scale):
         raise PlintError(f"embedding scale is {scale}: fit the embedding before fine-tuning")
     steps_per_epoch = -(-len(source.labels) // config.batch_size)
     _, total = config.schedule(steps_per_epoch)
     clock = _Clock(2 * total)
-    pli, pli_sel = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel, clock,
-                          validation)
-    trim_memory()
-    before = pli_sel.curve[0][1] if pli_sel.curve else None  # the start, scored once for both runs
-    before_whole = pli_sel.confirm["start"] if pli_sel.confirm else None
     control, control_sel = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel,
-                                  clock, validation, before, before_whole=before_whole)
+                                  clock, validation, probe=probe)
     trim_memory()
-    return pli, control, {"pli": pli_sel, "control": control_sel}
+    start = control_sel.recorder if control_sel.recorder is not None else None
+    before = control_sel.curve[0][1] if control_sel.curve else None  # the start, scored once for both runs
+    before_whole = control_sel.confirm["start"] if control_sel.confirm else None
+    reference = reference_accuracy(start.checkpoints[0], start.checkpoints) if start is not None else None
+    pli, pli_sel = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel,
+                          clock, validation, before, before_whole=before_whole, probe=probe, start=start,
+                          reference=reference)
+    trim_memory()
+    selections = {"pli": pli_sel, "control": control_sel}
+    if probe is not None:
+        picks = pick_steps(config.select, pli_sel.recorder.checkpoints, control_sel.recorder.checkpoints,
+                           config.tolerance)
+        device = resolve_device(config.device)
+        before_whole = None
+        for name, model in (("control", control), ("pli", pli)):
+            sel = selections[name]
+            _keep(sel, picks[name], picks, model)
+            if config.select == "best-val" and config.confirm and validation is not None \
+                    and validation.whole is not None and sel.step != 0:
+                _confirm(bundle, validation.whole, device, autocast_dtype(device, config.amp), model, config.workers,
+                         sel, before_whole)
+                before_whole = sel.confirm["start"]
+    return pli, control, selections
 
 
 def finetune_one(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
@@ -300,7 +370,10 @@ def finetune_one(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: fl
     rule), named ``run`` in its progress reports: the control with ``lam=0``; with ``class_weight`` (one weight
     per class) its cross-entropy is weighted per class (``torch.nn.CrossEntropyLoss(weight=...)``: the mean is
     ``Σ w_y·ce / Σ w_y`` over the batch); with ``rows`` (positions in ``source``, repeats allowed) its batches are
-    drawn from those rows instead of each row once. Used by :mod:`plint_core.baselines`."""
+    drawn from those rows instead of each row once. Used by :mod:`plint_core.baselines`, which keep their best
+    validation checkpoint, as the control does (``follow`` counts as ``best-val`` here: there is no edit)."""
+    if config.select == "follow":
+        config = replace(config, select="best-val", patience=None)
     steps_per_epoch = -(-len(source.labels if rows is None else rows) // config.batch_size)
     _, total = config.schedule(steps_per_epoch)
     model, selection = _train(bundle, layer, embedder, scale, source, config, lam, run, progress, cancel,
@@ -309,11 +382,74 @@ def finetune_one(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: fl
     return model, selection
 
 
+def _keep(selection: Selection, step: int, picks: dict, model: nn.Module) -> None:
+    """Put checkpoint ``step``'s weights into ``model`` and record the pick in ``selection``."""
+    cp = next(c for c in selection.recorder.checkpoints if c.step == step)
+    model.load_state_dict(selection.kept[step])
+    selection.rule = picks["rule"]
+    selection.step, selection.epoch, selection.score = cp.step, cp.epoch, cp.accuracy
+    selection.pick = {k: v for k, v in picks.items() if k not in ("pli", "control")}
+
+
+def calibrate(model: nn.Module, frozen: nn.Module, box: dict, loader, convert: Callable, device: torch.device,
+              dtype: torch.dtype | None, ce_fn: nn.Module, embed_term: Callable, batch_size: int, seed: int) -> dict:
+    """The calibrated weighting's multiplier ``m``: mean gradient norm of cross-entropy ÷ that of the (unweighted)
+    embedding term, over :data:`CALIBRATION_BATCHES` batches of the training rows drawn with their own generator,
+    in eval mode (batch-norm statistics untouched). With it ``lam * m * embed`` pulls ``lam / (1 - lam)`` times as
+    hard as ``(1 - lam) * CE`` at the start. Returns ``{"multiplier", "ce_grad", "embed_grad", "batches"}``; where
+    no sampled batch has a moved point (the embedding term's gradient is 0), ``multiplier`` is ``None``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    ce_norms, embed_norms = [], []
+    try:
+        for batch in _calibration_batches(loader, batch_size, seed):
+            x = convert(batch["images"])
+            y = batch["labels"].to(device, non_blocking=True)
+            t = batch["targets"].to(device, non_blocking=True)
+            w = batch["weights"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
+                ce = ce_fn(model(x), y)
+            with torch.autocast(device.type, enabled=False):
+                embed = embed_term(frozen(box["out"].float()), t, w)
+            g_ce = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
+            g_e = torch.autograd.grad(embed, params, allow_unused=True)
+            ce_norms.append(_norm(g_ce))
+            embed_norms.append(_norm(g_e))
+    finally:
+        model.train(was_training)
+    ce_grad, embed_grad = float(np.mean(ce_norms)), float(np.mean(embed_norms))
+    multiplier = ce_grad / embed_grad if embed_grad > 0 and np.isfinite(embed_grad) else None
+    return {"multiplier": multiplier, "ce_grad": ce_grad, "embed_grad": embed_grad, "batches": len(ce_norms)}
+
+
+def _norm(grads) -> float:
+    return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)).item())
+
+
+def _calibration_batches(loader, batch_size: int, seed: int):
+    """:data:`CALIBRATION_BATCHES` batches of ``loader``'s rows (its :class:`~plint_core.data.loader.RowBatches`),
+    drawn with a generator of their own (``seed``), so the runs' own batch order is untouched."""
+    dataset = loader.dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(10_000 + seed)).tolist()
+    for start in range(0, min(len(order), CALIBRATION_BATCHES * batch_size), batch_size):
+        yield dataset[order[start:start + batch_size]]
+
+
+def _multiplier(config: FinetuneConfig, scale: float, calibration: dict | None) -> float:
+    if config.weighting == "paper":
+        return 1.0
+    if config.weighting == "calibrated" and calibration is not None and calibration["multiplier"] is not None:
+        return calibration["multiplier"]
+    return 1.0 / scale ** 2
+
+
 def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, source: TrainingBatchSource,
            config: FinetuneConfig, lam: float, run: str, progress: Callable[[Progress], None] | None,
            cancel: threading.Event | None, clock: _Clock, validation: ValidationSet | None = None,
            before: float | None = None, class_weight: np.ndarray | None = None,
-           rows: np.ndarray | None = None, before_whole: float | None = None) -> tuple[nn.Module, Selection]:
+           rows: np.ndarray | None = None, before_whole: float | None = None, probe: EditProbe | None = None,
+           start: PathRecorder | None = None, reference: float | None = None) -> tuple[nn.Module, Selection]:
     device = resolve_device(config.device)
     dtype = autocast_dtype(device, config.amp)
     torch.manual_seed(config.seed)
@@ -328,7 +464,10 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     frozen = frozen.to(device).eval().requires_grad_(False)  # the shared embedder stays as it is (other users)
     images = as_images(source.images)
     convert = model_input(bundle, images, device, model)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=SGD_MOMENTUM, nesterov=True)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     gen = torch.Generator().manual_seed(config.seed)
     only_moved = config.embed_on == "moved"
@@ -346,15 +485,39 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                           labels=labels, targets=targets, weights=weights)
     steps = len(loader)
     epochs, total = config.schedule(steps)
+    recorder = PathRecorder(probe, bundle, layer, device, dtype, config.workers) if probe is not None else None
     scorer = _Scorer(bundle, validation, device, dtype, model, config.workers) \
-        if validation is not None and config.select == "best-val" else None
-    selector = Selector(scorer(model) if before is None else before, config.patience) if scorer else None
+        if recorder is None and validation is not None and config.select == "best-val" else None
+    selector = None
+    if recorder is not None:
+        first = recorder.adopt_start(start) if start is not None else recorder.record(model, frozen, 0, 0)
+        selector = Selector(first.accuracy, config.patience if config.select == "best-val" else None)
+    elif scorer is not None:
+        selector = Selector(scorer(model) if before is None else before, config.patience)
     selection = selector.selection if selector else Selection("last")
+    selection.recorder = recorder
+    keep_all = recorder is not None and \
+        _state_bytes(model) * (config.evaluations + 1) <= CHECKPOINT_BUDGET_BYTES
+    if recorder is not None:
+        selection.kept = {0: _cpu_state(bundle.module)}
     ce_fn = nn.CrossEntropyLoss() if class_weight is None else \
         nn.CrossEntropyLoss(weight=torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device))
-    checkpoints = set(eval_steps(total, config.evaluations)) if scorer else set()
+
+    def embed_term(xy: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        squared = ((xy - t) ** 2).sum(1)
+        return (w * squared).sum() / w.sum().clamp(min=1.0) if only_moved else squared.mean()
+
+    checkpoints = set(eval_steps(total, config.evaluations)) if selector is not None else set()
     done, stop = 0, False
     with capture(model, layer) as box:
+        multiplier = 1.0 / scale ** 2
+        if lam > 0:
+            if config.weighting == "calibrated":
+                selection.calibration = calibrate(model, frozen, box, loader, convert, device, dtype, ce_fn,
+                                                  embed_term, config.batch_size, config.seed)
+            multiplier = _multiplier(config, scale, selection.calibration)
+            if selection.calibration is not None:
+                selection.calibration["used"] = multiplier
         for epoch in range(1, epochs + 1):
             for step, batch in enumerate(iterate(loader), start=1):
                 if cancel is not None and cancel.is_set():
@@ -366,12 +529,8 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                     logits = model(x)
                     ce = ce_fn(logits, y)
                 with torch.autocast(device.type, enabled=False), torch.set_grad_enabled(lam > 0):
-                    squared = ((frozen(box["out"].float()) - t) ** 2).sum(1)
-                    if only_moved:
-                        w = batch["weights"].to(device, non_blocking=True)
-                        embed = (w * squared).sum() / w.sum().clamp(min=1.0) / scale ** 2
-                    else:
-                        embed = squared.mean() / scale ** 2
+                    w = batch["weights"].to(device, non_blocking=True)
+                    embed = embed_term(frozen(box["out"].float()), t, w) * multiplier
                 loss = (1 - lam) * ce + lam * embed if lam > 0 else ce
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -379,10 +538,18 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                 scaler.update()
                 done += 1
                 last = Progress(run, epoch, epochs, step, steps, ce.item(), embed.item(), loss.item(), clock.tick())
+                if done in checkpoints:
+                    if recorder is not None:
+                        cp = recorder.record(model, frozen, done, epoch)
+                        stop = selector.offer(done, epoch, cp.accuracy, model, keep=False)
+                        wanted = None if keep_all else candidates(recorder.checkpoints, reference if lam > 0
+                                                                  else None, config.tolerance)
+                        _offer_state(selection.kept, done, model, wanted)
+                        last = replace(last, snapshot=recorder.latest(SNAPSHOT_POINTS))
+                    else:
+                        stop = selector.offer(done, epoch, scorer(model), model)
                 if progress is not None:
                     progress(last)
-                if done in checkpoints:
-                    stop = selector.offer(done, epoch, scorer(model), model)
                 if stop or done >= total:
                     break
             if stop or done >= total:
@@ -392,7 +559,9 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
         if progress is not None:
             progress(replace(last, seconds_left=clock.left()))
     model.zero_grad(set_to_none=True)  # the last step's gradients are not part of the result
-    if selector is not None:
+    if recorder is not None:
+        selection.steps_run = done  # the pick, and the weights it needs, come after both runs (finetune_pair)
+    elif selector is not None:
         with exclusive(bundle.module):
             selector.restore(model, bundle.module)
         if config.confirm and validation.whole is not None and selection.step != 0:
@@ -401,6 +570,26 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
         selection.step, selection.steps_run = done, done
         selection.epoch = epoch
     return model.eval().to(memory_format=torch.contiguous_format).cpu(), selection
+
+
+SNAPSHOT_POINTS = 1500
+"""Test points whose coordinates a progress report carries at each evaluation (the live map)."""
+
+
+def _state_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _offer_state(kept: dict[int, dict], step: int, model: nn.Module, wanted: set[int] | None) -> None:
+    """Keep checkpoint ``step``'s weights; with ``wanted`` (over the budget) drop those no rule can pick any more."""
+    kept[step] = _cpu_state(model)
+    if wanted is not None:
+        for s in [s for s in kept if s not in wanted and s != 0]:
+            del kept[s]
 
 
 def _confirm(bundle: ModelBundle, whole: ValidationSet, device: torch.device, dtype: torch.dtype | None,

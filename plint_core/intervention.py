@@ -117,6 +117,45 @@ class InterventionSpec:
             moved[rows] = True
         return target.astype(np.float32), moved
 
+    def targets_for(self, xy: np.ndarray, labels: np.ndarray, ids: np.ndarray | None, train_xy: np.ndarray,
+                    train_labels: np.ndarray, train_ids: np.ndarray,
+                    class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The edit applied to other points (validation images) at ``xy`` in the same map: targets ``y'`` and a
+        boolean mask of the moved ones.
+
+        A point is moved by a move that selects its class; by a move of sample ids when its own ``ids`` entry is
+        among them (rows held out of the training split keep their ids), or, with ``ids=None`` (images of
+        another split), when its nearest training point in the map is in that move's group. Its target is
+        ``a * y + (1 - a) * centroid + t`` with the *training* group's centroid, as for the training points.
+        """
+        xy = np.asarray(xy, dtype=np.float64)
+        labels = np.asarray(labels)
+        train_xy = np.asarray(train_xy, dtype=np.float64)
+        groups = self.groups(train_labels, train_ids, class_names)
+        target, moved = xy.copy(), np.zeros(len(xy), dtype=bool)
+        nearest = None
+        for k, (move, rows) in enumerate(zip(self.moves, groups)):
+            if move.select.classes:
+                wanted = [_class_index(c, class_names, f"move {k + 1}") for c in move.select.classes]
+                mine = np.isin(labels, wanted)
+            elif ids is not None:
+                mine = np.isin(np.asarray(ids), np.asarray(train_ids)[rows])
+            else:
+                if nearest is None:
+                    from sklearn.neighbors import NearestNeighbors
+
+                    nearest = NearestNeighbors(n_neighbors=1).fit(train_xy).kneighbors(xy, return_distance=False)[:, 0] \
+                        if len(xy) else np.zeros(0, dtype=np.int64)
+                in_group = np.zeros(len(train_xy), dtype=bool)
+                in_group[rows] = True
+                mine = in_group[nearest]
+            mine &= ~moved
+            centroid = train_xy[rows].mean(axis=0)
+            a = move.contract
+            target[mine] = a * xy[mine] + (1 - a) * centroid + np.asarray(move.translate)
+            moved |= mine
+        return target.astype(np.float32), moved
+
 
 def _finite(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -6,6 +6,7 @@ practitioner's baselines, trained like the control (:func:`run_baseline`).
 """
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -26,9 +27,10 @@ from .finetune import FinetuneConfig, Progress, TrainingBatchSource, ValidationS
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
 from .latents import forward_pass, resolve_layer
-from .metrics import Evaluation, evaluate, mean_target_distance
+from .metrics import Evaluation, evaluate, mean_target_distance, targeted_pair
 from .models.spec import ModelBundle
 from .models.weights import save_model, state_fingerprint
+from .path import RUNS, EditProbe, tracked_rows
 from .store import EMBEDDING_META, RESULT, RunStore, make_key
 from .validation import held_out_slice, stratified_sample, validation_rows
 
@@ -196,8 +198,9 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         return load_run(store, run_id, started)
     device = resolve_device(config.device)
     source, validation = training_source(data, targets, moved, config)
+    probe = edit_probe(data, bundle, embedding, spec, targets, moved, validation, device, config.amp)
     pli, control, selections = finetune_pair(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
-                                             source, config, progress, cancel, validation)
+                                             source, config, progress, cancel, validation, probe)
     models = {"before": bundle.module, "after": pli, "control": control}
     evals: dict[str, Evaluation] = {}
     distance: dict[str, float] = {}
@@ -227,6 +230,10 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         "validation": None if validation is None else {"source": validation.source, "n": int(len(validation.labels)),
                                                        "before": selections["pli"].curve[0][1]},
         "selection": {name: sel.to_dict() for name, sel in selections.items()},
+        "path": None if probe is None else {**probe.to_dict(),
+                                            **{name: [c.to_dict() for c in selections[name].recorder.checkpoints]
+                                               for name in RUNS},
+                                            "stored_weights": sorted(selections["pli"].kept)},
         "spec": spec.to_dict(), "finetune": config.key_dict(),
         "accuracy": {k: e.accuracy for k, e in evals.items()},
         "confusion": {k: e.confusion.tolist() for k, e in evals.items()},
@@ -253,10 +260,70 @@ def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, s
         write_json_atomic(tmp / "spec.json", spec.to_dict())
         table.to_csv(tmp / "test_embedding.csv", index=False)
         np.savez(tmp / "train_targets.npz", targets=targets, moved=moved)
+        if probe is not None:
+            save_path(tmp, probe, selections, ModelBundle(pli, bundle.spec, ""))
         write_json_atomic(tmp / RESULT, result)
 
     directory = store.write(store.run_dir(run_id), fill)
     return RunResult(run_id, result, directory, False, table, targets, moved)
+
+
+def edit_probe(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec, targets: np.ndarray,
+               moved: np.ndarray, validation: ValidationSet | None, device: "torch.device",
+               amp: bool | None = None) -> EditProbe | None:
+    """What a run's path is recorded on (:mod:`plint_core.path`): the validation images with the edit applied to
+    them where the starting model places them (:meth:`InterventionSpec.targets_for`; a held-out training slice
+    keeps its own targets), the targeted pair (the two classes with the most moved points; one moved class with
+    the class it is most confused with on validation, before fine-tuning), the test split and the tracked moved
+    training points. ``None`` without validation images."""
+    if validation is None or validation.rows is None:
+        return None
+    labels = np.asarray(validation.labels)
+    lat, pred = forward_pass(bundle, validation.images, embedding.layer, device=device, amp=amp)
+    if validation.source == "val split":
+        val_targets, val_moved = spec.targets_for(embedding.embedder.transform(lat), labels, None, embedding.train_xy,
+                                                  data.train.labels, data.train.ids, data.class_names)
+    else:
+        val_targets, val_moved = targets[validation.rows], moved[validation.rows]
+    pair = targeted_pair(data.train.labels[moved], evaluate(labels, pred, data.n_classes).confusion)
+    tracked = tracked_rows(moved)
+    return EditProbe(validation.images, labels, np.asarray(val_targets, np.float32), np.asarray(val_moved, bool),
+                     pair, data.test.images, data.train.images.subset(tracked), targets[tracked], tracked)
+
+
+PATH_FILE = "path.npz"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def save_path(directory: Path, probe: EditProbe, selections: dict, bundle: ModelBundle) -> None:
+    """A run's path arrays (``path.npz``: each run's steps, test predictions and coordinates, the tracked moved
+    points' coordinates, ``moved_rows``) and the PLI checkpoints' weights it kept (``checkpoints/pli-STEP``)."""
+    arrays = {"moved_rows": probe.moved_rows}
+    for name in RUNS:
+        arrays.update(selections[name].recorder.arrays(name))
+    np.savez_compressed(directory / PATH_FILE, **arrays)
+    (directory / CHECKPOINTS_DIR).mkdir(exist_ok=True)
+    model = copy.deepcopy(bundle.module)
+    for step, state in selections["pli"].kept.items():
+        model.load_state_dict(state)
+        save_model(ModelBundle(model, bundle.spec, state_fingerprint(model)),
+                   directory / CHECKPOINTS_DIR / f"pli-{step:07d}.safetensors")
+
+
+def load_path(directory: Path) -> dict[str, np.ndarray] | None:
+    """A stored run's path arrays (:func:`save_path`), or ``None`` for a run stored without one."""
+    f = Path(directory) / PATH_FILE
+    if not f.is_file():
+        return None
+    with np.load(f, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def checkpoint_weights(directory: Path, step: int) -> Path | None:
+    """The stored weights of the PLI run's checkpoint ``step`` (safetensors), or ``None`` where they were not
+    kept (a model too large to keep every checkpoint, :data:`plint_core.finetune.CHECKPOINT_BUDGET_BYTES`)."""
+    f = Path(directory) / CHECKPOINTS_DIR / f"pli-{int(step):07d}.safetensors"
+    return f if f.is_file() else None
 
 
 def baseline_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig, baseline: Baseline) -> str:
@@ -330,15 +397,13 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
 def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> tuple[ValidationSet | None, np.ndarray]:
     """The images a run's checkpoints are scored on (:mod:`plint_core.validation`) and the training rows held out
     for them: the ``val`` split (nothing held out) or a fixed slice of the training split; never the test split.
-    ``(None, [])`` when the run keeps its last step (``select="last"``)."""
+    ``(None, [])`` when there is none (a training split too small to hold a slice out)."""
     none = np.zeros(0, dtype=np.int64)
-    if config.select != "best-val":
-        return None, none
     if data.val is not None and len(data.val):
         rows = stratified_sample(data.val.labels, np.arange(len(data.val)), config.val_points)
         whole = ValidationSet(data.val.images, np.asarray(data.val.labels), "val split") \
             if len(rows) < len(data.val) else None
-        return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split", whole), none
+        return ValidationSet(data.val.images.subset(rows), data.val.labels[rows], "val split", whole, rows), none
     held = held_out_slice(data.train.labels)
     scored = validation_rows(data.train.labels, config.val_points)
     moved = np.asarray(moved, dtype=bool)
@@ -347,7 +412,7 @@ def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> 
     source = "held-out slice of the training split"
     whole = ValidationSet(data.train.images.subset(held), data.train.labels[held], source) \
         if len(scored) < len(held) else None
-    return ValidationSet(data.train.images.subset(scored), data.train.labels[scored], source, whole), held
+    return ValidationSet(data.train.images.subset(scored), data.train.labels[scored], source, whole, scored), held
 
 
 def load_run(store: RunStore, run_id: str, started: float | None = None, *, cache_hit: bool = True) -> RunResult:

@@ -103,11 +103,20 @@ class Selection:
     """With ``FinetuneConfig.confirm``: ``n`` (the whole validation set's size), ``start`` and ``kept`` (their
     accuracies on it), ``kept_step`` (the checkpoint the sample chose) and ``reverted`` (it scored below the
     start there, so the run kept its start); ``None`` when not checked (step 0 kept, or no larger set)."""
+    calibration: dict | None = None
+    """With the calibrated weighting (:func:`plint_core.finetune.calibrate`): the gradient norms and the multiplier."""
+    pick: dict | None = None
+    """With a recorded path: the pick's ``rule``, ``reference``, ``tolerance`` and ``within`` (:mod:`plint_core.pick`)."""
+    recorder: object = field(default=None, repr=False, compare=False)
+    """The run's :class:`~plint_core.path.PathRecorder` (not in :meth:`to_dict`)."""
+    kept: dict = field(default_factory=dict, repr=False, compare=False)
+    """Checkpoint weights kept, by step (CPU state dicts; not in :meth:`to_dict`)."""
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "step": self.step, "epoch": self.epoch, "score": self.score,
                 "steps_run": self.steps_run, "stopped_early": self.stopped_early,
-                "curve": [[int(s), float(a)] for s, a in self.curve], "confirm": self.confirm}
+                "curve": [[int(s), float(a)] for s, a in self.curve], "confirm": self.confirm,
+                "calibration": self.calibration, "pick": self.pick}
 
 
 class Selector:
@@ -124,15 +133,17 @@ class Selector:
         self._best_state: dict[str, torch.Tensor] | None = None
         self._below = 0
 
-    def offer(self, step: int, epoch: int, score: float, model: nn.Module) -> bool:
+    def offer(self, step: int, epoch: int, score: float, model: nn.Module, keep: bool = True) -> bool:
         """Record ``model``'s ``score`` after ``step``; keep a copy of its weights if it scores at least as well
-        as the best so far. Returns whether the run should stop (patience used up)."""
+        as the best so far (``keep=False``: the caller keeps weights itself). Returns whether the run should stop
+        (patience used up)."""
         s = self.selection
         s.curve.append((int(step), float(score)))
         s.steps_run = int(step)
         if score >= s.score:
             s.step, s.epoch, s.score = int(step), int(epoch), float(score)
-            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if keep:
+                self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             self._below = 0
             return False
         self._below += 1

@@ -1,0 +1,97 @@
+"""Which checkpoint of a run is shown and kept: the rules, and a user's pick, on validation figures only.
+
+Every run records its path (:mod:`plint_core.path`): at each evaluation its
+validation accuracy and how far the edit is from done. A *pick* is one
+checkpoint of the PLI path; the control keeps its best validation checkpoint
+(the starting weights included), as a practitioner training with cross-entropy
+alone would.
+
+Rules for the default pick (``FinetuneConfig.select``):
+
+``follow`` (default)
+    The PLI checkpoint that follows the edit most (smallest validation distance; the training points'
+    distance where no validation image is moved) among those whose validation accuracy is within
+    ``tolerance`` (default :data:`TOLERANCE`, 0.5 pp) of the reference: the best validation accuracy that the
+    start or the control reached. The edit takes where it is cheap, and never at more than ``tolerance`` of
+    accuracy; if no checkpoint is within it, the best validation checkpoint.
+``best-val``
+    The checkpoint with the best validation accuracy, the start included (ties: the later step).
+``last``
+    The last step.
+
+The test split never enters a pick: test figures are only shown for the checkpoint picked.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .path import Checkpoint
+
+__all__ = ["PICK_RULES", "TOLERANCE", "best_val", "candidates", "edit_distance", "follow", "pick_steps",
+           "reference_accuracy"]
+
+PICK_RULES = ("follow", "best-val", "last")
+TOLERANCE = 0.005
+"""``follow``'s accuracy tolerance (0.5 pp). With 1,000 validation images one image is 0.1 pp; at 0.5 pp a pick
+may give up 5 of them to the edit, and no more."""
+
+
+def edit_distance(cp: Checkpoint) -> float | None:
+    """The distance ``follow`` minimises: the validation images' (``distance``), else the training points'."""
+    return cp.distance if cp.distance is not None else cp.train_distance
+
+
+def best_val(path: Sequence[Checkpoint]) -> int:
+    """The step with the best validation accuracy (ties: the later step)."""
+    best = max(range(len(path)), key=lambda i: (path[i].accuracy, i))
+    return path[best].step
+
+
+def reference_accuracy(start: Checkpoint, control: Sequence[Checkpoint]) -> float:
+    """The best validation accuracy that the start or the control reached."""
+    return max([start.accuracy, *(c.accuracy for c in control)])
+
+
+def follow(path: Sequence[Checkpoint], reference: float, tolerance: float = TOLERANCE) -> tuple[int, bool]:
+    """``(step, within)``: the checkpoint of ``path`` with the smallest edit distance among those within
+    ``tolerance`` of ``reference`` (ties: the earlier step, nearer the start), and whether one was; else
+    :func:`best_val`."""
+    ok = [i for i, c in enumerate(path) if c.accuracy >= reference - tolerance - 1e-12
+          and edit_distance(c) is not None]
+    if not ok:
+        return best_val(path), False
+    i = min(ok, key=lambda i: (edit_distance(path[i]), i))
+    return path[i].step, True
+
+
+def pick_steps(rule: str, pli: Sequence[Checkpoint], control: Sequence[Checkpoint],
+               tolerance: float = TOLERANCE) -> dict:
+    """The default picks: ``{"rule", "pli", "control", "reference", "tolerance", "within"}`` (steps)."""
+    ref = reference_accuracy(pli[0], control)
+    if rule == "last":
+        return {"rule": rule, "pli": pli[-1].step, "control": control[-1].step, "reference": ref,
+                "tolerance": tolerance, "within": None}
+    if rule == "best-val":
+        return {"rule": rule, "pli": best_val(pli), "control": best_val(control), "reference": ref,
+                "tolerance": tolerance, "within": None}
+    step, within = follow(pli, ref, tolerance)
+    return {"rule": rule, "pli": step, "control": best_val(control), "reference": ref, "tolerance": tolerance,
+            "within": within}
+
+
+def candidates(path: Sequence[Checkpoint], reference: float | None, tolerance: float = TOLERANCE) -> set[int]:
+    """Steps any rule could still pick once more checkpoints follow: the current best validation, ``follow``'s
+    current pick (when ``reference`` is known) and the last. A run that cannot keep every checkpoint's weights
+    keeps these."""
+    steps = {path[-1].step, best_val(path)}
+    if reference is not None:
+        steps.add(follow(path, reference, tolerance)[0])
+    return steps
+
+
+def nearest_step(steps: Sequence[int], step: int) -> int:
+    """The recorded step nearest ``step`` (for a pick given as a number)."""
+    steps = np.asarray(steps)
+    return int(steps[int(np.argmin(np.abs(steps - step)))])
