@@ -16,12 +16,15 @@ from plint_app.ui import current_embedding_seed, current_layer, load_project, pa
 from plint_core.errors import PlintError
 from plint_core.metrics import targeted_pair
 from plint_core.pipeline import load_embedding
+from plint_core.pick import picked_view
 from plint_core.report.figures import (
     before_after_figure,
     confusion_figure,
     confusion_max,
     difference_figure,
     moved_groups,
+    path_animation_figure,
+    path_figure,
     validation_figure,
 )
 from plint_core.report.html import render_report
@@ -47,12 +50,61 @@ def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:
     return None
 
 
-def report_html(proj: Project, res) -> str:
-    """The run's HTML report (:mod:`plint_core.report.html`), with thumbnails when the run is on these images."""
+def report_html(proj: Project, res, result: dict, table, arrays) -> str:
+    """The run's HTML report (:mod:`plint_core.report.html`) for the picked checkpoint (``result``, ``table``:
+    :func:`plint_core.pick.picked_view`), with thumbnails when the run is on these images and the path's
+    animation where it has one."""
     fits = res.moved is not None and len(res.moved) == len(proj.data.train)
     train_xy = run_train_xy(proj, res.result.get("embedding_key", ""))
-    return render_report(res.result, res.test_embedding, train_targets=res.train_targets, moved=res.moved,
-                         data=proj.data if fits else None, train_xy=train_xy)
+    return render_report(result, table, train_targets=res.train_targets, moved=res.moved,
+                         data=proj.data if fits else None, train_xy=train_xy, path_arrays=arrays)
+
+
+def pick_section(res, arrays) -> int | None:
+    """The trade-off path and the user's pick of a PLI checkpoint (``None`` for a run stored without a path).
+    The pick is made on validation figures; everything below follows it. It is part of the page's address
+    (``&step=``)."""
+    r = res.result
+    path = r.get("path")
+    if not path or arrays is None:
+        return None
+    st.subheader("Trade-off path: follow the edit, keep the accuracy")
+    cps = {c["step"]: c for c in path["pli"]}
+    steps = list(cps)
+    own = r["selection"]["pli"]["step"]
+    key = f"w_pick_{res.run_id}"
+    linked, unknown = follow("step", [str(s) for s in steps])
+    if linked:
+        st.session_state[key] = int(linked)
+    if unknown:
+        st.warning(f"Run {res.run_id} has no checkpoint at step {unknown}: showing its own pick, step {own:,}.",
+                   icon=":material/link_off:")
+    if st.session_state.get(key) not in cps:
+        st.session_state[key] = own
+    tolerance = (r["selection"]["pli"].get("pick") or {}).get("tolerance")
+
+    def label(step: int) -> str:
+        c = cps[step]
+        d = c["distance"] if c["distance"] is not None else c["train_distance"]
+        mark = " ★ rule" if step == own else ""
+        return f"step {step:,} · val acc {c['accuracy']:.3f} · distance {d:.2f}{mark}"
+
+    picked = st.select_slider("PLI checkpoint shown (validation figures only)", steps, key=key, format_func=label,
+                              help="Every checkpoint of the PLI run: its validation accuracy and how far the moved "
+                                   "validation images are from their targets. The ★ is the run's rule ("
+                                   f"{r['selection']['pli']['rule']}"
+                                   + (f", {tolerance * 100:.1f} pp tolerance" if tolerance is not None else "")
+                                   + "). The matrices, tables, map, report and downloads below follow the pick; the "
+                                     "control keeps its best validation checkpoint.")
+    show_in_address("step", str(picked))
+    fig = path_figure(r, picked)
+    if fig is not None:
+        st.plotly_chart(fig, key="path_figure", config={"displaylogo": False})
+    rule = r["selection"]["pli"].get("pick") or {}
+    if rule.get("within") is False:
+        st.caption("No PLI checkpoint stayed within the tolerance of the best validation accuracy: the rule kept "
+                   "the PLI run's best validation checkpoint.")
+    return picked
 
 
 def color_delta(value: float) -> str:
@@ -61,9 +113,9 @@ def color_delta(value: float) -> str:
     return "background-color: #d4f0d4; color: #145214" if value > 0 else "background-color: #f8d4d4; color: #7a1010"
 
 
-def pair_section(proj: Project, res, runs: list[dict]) -> None:
+def pair_section(proj: Project, res, runs: list[dict], picked: int | None = None) -> None:
     """The targeted pair's confusions first: mean over the seeds run with these settings (among ``runs``, the
-    project's stored runs), with 95 % intervals."""
+    project's stored runs), with 95 % intervals; with ``picked``, each seed's PLI checkpoint at that step."""
     r, names = res.result, res.result["classes"]
     labels = proj.data.train.labels
     moved = res.moved if res.moved is not None and len(res.moved) == len(labels) else np.zeros(len(labels), bool)
@@ -80,7 +132,8 @@ def pair_section(proj: Project, res, runs: list[dict]) -> None:
         st.warning("Choose two different classes.", icon=":material/warning:")
         return
     try:
-        summary = pair_summary(seed_bootstrap(proj, tuple(g["run_id"] for g in group)), (a, b), seeds, r["n_test"])
+        summary = pair_summary(seed_bootstrap(proj, tuple(g["run_id"] for g in group), picked), (a, b), seeds,
+                               r["n_test"])
     except PlintError as exc:
         st.error(f"Cannot take the seeds together: {exc}", icon=":material/error:")
         return
@@ -139,14 +192,19 @@ try:
 except PlintError as exc:
     st.error(f"Cannot open run {run_id}: {exc}", icon=":material/error:")
     st.stop()
-r = res.result
+ft = res.result["finetune"]
+st.caption(f"**Moves** {spec_summary(res.result['spec'])} · **λ** {ft['lam']:g} · "
+           f"**{ft.get('weighting', 'scaled')}** weighting · **{ft.get('optimizer', 'adam')}** · "
+           f"**{schedule_summary(ft)}** · **lr** {ft['lr']:.0e} · **seed** {ft['seed']} · "
+           f"**layer** {res.result['layer']} · **device** {res.result['device']} · "
+           f"{res.result['n_moved']:,} training points moved · {res.result['n_test']:,} test images")
+arrays = res.path_arrays()
+picked = pick_section(res, arrays)
+r, test_table = (res.result, res.test_embedding) if picked is None else \
+    picked_view(res.result, res.test_embedding, arrays, picked)
 names = r["classes"]
-ft = r["finetune"]
-st.caption(f"**Moves** {spec_summary(r['spec'])} · **λ** {ft['lam']:g} · **{schedule_summary(ft)}** · "
-           f"**lr** {ft['lr']:.0e} · **seed** {ft['seed']} · **layer** {r['layer']} · **device** {r['device']} · "
-           f"{r['n_moved']:,} training points moved · {r['n_test']:,} test images")
 
-pair_section(proj, res, runs)
+pair_section(proj, res, runs, picked)
 
 acc = r["accuracy"]
 c1, c2, c3 = st.columns(3)
@@ -183,10 +241,17 @@ st.caption("Δ columns: after − before and after − control; green = better, 
 st.subheader("Test embedding before and after")
 groups = moved_groups(r["spec"], res.train_targets, res.moved, proj.data.train.labels, proj.data.train.ids,
                       proj.data.class_names, run_train_xy(proj, r.get("embedding_key", "")))
-st.plotly_chart(before_after_figure(res.test_embedding, names, groups), key="test_embedding",
+st.plotly_chart(before_after_figure(test_table, names, groups), key="test_embedding",
                 config={"displaylogo": False})
 st.caption("Grey rings: where the moved training groups were asked to go; arrows: from each group's original "
            "centre. Black rings mark misclassified test images.")
+if arrays is not None and "pli_test_xy" in arrays:
+    with st.expander("Play back: the map while the PLI run trained", icon=":material/play_circle:"):
+        targets = res.train_targets[arrays["moved_rows"]] if res.train_targets is not None else None
+        st.plotly_chart(path_animation_figure(r, res.test_embedding, arrays, names, targets), key="path_animation",
+                        config={"displaylogo": False})
+        st.caption("One frame per checkpoint: the test images through the frozen embedding, the moved training "
+                   "points (black) and their targets (grey rings). ▶ plays the path, the slider scrubs it.")
 
 st.subheader("Run against run")
 others = [k for k in labels if k != run_id]
@@ -222,12 +287,17 @@ else:
 
 st.subheader("Downloads")
 c1, c2, c3, c4 = st.columns(4)
-weights = res.directory / "finetuned.safetensors"
-sidecar = weights.with_suffix(".json")
-if weights.is_file():
-    c1.download_button("Fine-tuned weights (safetensors)", weights.read_bytes(), file_name=f"plint_{run_id}.safetensors",
-                       mime="application/octet-stream", icon=":material/download:")
-if sidecar.is_file():
+weights = res.weights(picked)
+sidecar = weights.with_suffix(".json") if weights is not None else None
+step_name = "" if picked is None else f"_step{picked}"
+if weights is not None:
+    c1.download_button("Fine-tuned weights (safetensors)", weights.read_bytes(),
+                       file_name=f"plint_{run_id}{step_name}.safetensors", mime="application/octet-stream",
+                       icon=":material/download:", help="The PLI checkpoint picked above.")
+else:
+    c1.caption(f"The weights of step {picked:,} were not stored (a model this large keeps only the checkpoints a "
+               "rule picks); its figures are shown. Pick the ★ to download the run's own weights.")
+if sidecar is not None and sidecar.is_file():
     c1.download_button("Model sidecar (JSON)", sidecar.read_bytes(), file_name=f"plint_{run_id}.json",
                        mime="application/json", icon=":material/download:",
                        help="Architecture, classes and normalisation; keep it beside the weights to load them.")
@@ -235,7 +305,8 @@ c2.download_button("Spec (JSON)", json.dumps(r["spec"], indent=2), file_name=f"p
                    mime="application/json", icon=":material/download:")
 c3.download_button("Metrics (CSV)", metrics_csv(r), file_name=f"plint_metrics_{run_id}.csv", mime="text/csv",
                    icon=":material/download:")
-c4.download_button("Report (HTML)", lambda: report_html(proj, res), file_name=f"plint_report_{run_id}.html",
+c4.download_button("Report (HTML)", lambda: report_html(proj, res, r, test_table, arrays),
+                   file_name=f"plint_report_{run_id}{step_name}.html",
                    mime="text/html", on_click="ignore", icon=":material/description:", key="w_report",
                    help="One self-contained HTML file (plotly.js inlined, about 5 MB): the moves with thumbnails, "
                         "the confusion matrices, per-class figures, the test embedding and the settings. It opens "

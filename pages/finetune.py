@@ -20,14 +20,28 @@ from plint_app.ui import (
     show_flash,
 )
 from plint_core.errors import PlintError
-from plint_core.finetune import SELECT_RULES, FinetuneConfig, Progress, format_duration, preset_batch_size
+from plint_core.finetune import (
+    OPTIMIZERS,
+    SELECT_RULES,
+    WEIGHTINGS,
+    FinetuneConfig,
+    Progress,
+    format_duration,
+    preset_batch_size,
+)
+from plint_core.report.style import class_colors
 from plint_core.pipeline import load_run, run_key
 from plint_core.report.summaries import selection_summary, spec_summary
 from plint_core.runs.tasks import RunTask
 
 DEFAULTS = FinetuneConfig()
-LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, DEFAULTS.lr}))
-SELECT_LABELS = {"best-val": "Best validation checkpoint (default)", "last": "The last step"}
+LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, DEFAULTS.lr}))
+SELECT_LABELS = {"follow": "Follows the edit most, within the tolerance (default)",
+                 "best-val": "Best validation checkpoint", "last": "The last step"}
+WEIGHTING_LABELS = {"calibrated": "Calibrated: λ is the embedding term's share of the pull (default)",
+                    "paper": "The paper's: no scaling (the embedding term dominates)",
+                    "scaled": "Divided by the map's scale² (plint before calibration)"}
+OPTIMIZER_LABELS = {"adam": "Adam (default)", "sgd": "SGD, Nesterov momentum 0.9 (the paper's; lr 1e-2 or more)"}
 RUN_TITLES = {"pli": "PLI run (cross-entropy + embedding term)", "control": "Control run (cross-entropy only)"}
 
 
@@ -38,7 +52,8 @@ def settings(proj: Project) -> FinetuneConfig:
     return FinetuneConfig(lam=float(s["w_lam"]), steps=int(s["w_steps"]), epochs=epochs or None, lr=float(s["w_lr"]),
                           batch_size=int(s["w_batch"]), seed=int(s["w_seed"]), device=proj.config.device,
                           train_points=points if 0 < points < len(proj.data.train) else None,
-                          select=s["w_select"], patience=patience or None)
+                          select=s["w_select"], patience=patience or None, weighting=s["w_weighting"],
+                          optimizer=s["w_optimizer"], tolerance=float(s["w_tolerance"]) / 100)
 
 
 def start_run(proj: Project) -> None:
@@ -114,6 +129,33 @@ def run_progress(job: Job) -> None:
         st.rerun()
 
 
+LIVE_MAP_SECONDS = 2.0
+
+
+@st.fragment(run_every=LIVE_MAP_SECONDS)
+def live_map(job: Job, labels, class_names) -> None:
+    """The test map through the frozen E at the running run's newest checkpoint (redrawn every few seconds)."""
+    import plotly.graph_objects as go
+
+    p = job.progress.detail
+    snap = p.snapshot if isinstance(p, Progress) else None
+    if not snap or not job.running:
+        return
+    xy, moved = snap["test_xy"], snap["moved_xy"]
+    fig = go.Figure()
+    colors = class_colors(len(class_names))
+    for k, name in enumerate(class_names):
+        m = labels[:len(xy)] == k
+        fig.add_trace(go.Scatter(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(name), hoverinfo="skip",
+                                 marker={"color": colors[k], "size": 4, "opacity": 0.7}))
+    fig.add_trace(go.Scatter(x=moved[:, 0], y=moved[:, 1], mode="markers", name="moved training points",
+                             hoverinfo="skip", marker={"color": "#000000", "size": 4, "opacity": 0.6}))
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, uirevision="live",
+                      title={"text": f"{RUN_TITLES[p.run]}: the map at step {snap['step']:,} (test images through "
+                                     "the frozen E; black = moved training points)", "font": {"size": 13}})
+    st.plotly_chart(fig, key="live_map", config={"displaylogo": False})
+
+
 def run_outcome(job: Job) -> None:
     """What the last run of this session produced."""
     if job.status == DONE:
@@ -179,17 +221,21 @@ else:
 preset = preset_batch_size(proj.data.input_shape, proj.config.memory_bytes, proj.device.type)
 for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epochs", 0), ("w_lr", DEFAULTS.lr),
                    ("w_seed", DEFAULTS.seed), ("w_batch", preset), ("w_points", 0),
-                   ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1)):
+                   ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1),
+                   ("w_weighting", DEFAULTS.weighting), ("w_optimizer", DEFAULTS.optimizer),
+                   ("w_tolerance", DEFAULTS.tolerance * 100)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
 c1.slider("λ (weight of the embedding term)", 0.0, 1.0, step=0.01, key="w_lam", persist_state="session",
-          help="0 = cross-entropy only (like the control); larger values follow the moves more strongly. "
-               f"The paper uses {DEFAULTS.lam}.")
+          help="0 = cross-entropy only (like the control); larger values follow the moves more strongly. With the "
+               f"default calibrated weighting λ is the embedding term's share of the pull on the weights at the start "
+               f"({DEFAULTS.lam}: as strong as cross-entropy); with the paper's weighting the paper uses 0.1.")
 c2.number_input("Steps", min_value=1, max_value=1_000_000, step=100, key="w_steps", persist_state="session",
                 help="Optimisation steps of the PLI run and of the control, whatever the size of the data set. "
                      "Each keeps the step with the best validation accuracy (see More settings).")
 c3.select_slider("Learning rate", LR_CHOICES, key="w_lr", persist_state="session", format_func=lambda v: f"{v:.0e}",
-                 help="Adam step size. Small values change the classifier gently.")
+                 help="Step size. Small values change the classifier gently; Adam wants about 1e-3, SGD 1e-2 or more "
+                      "(the paper: 0.1 on ultrasound, 0.01 on MNIST).")
 c4.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="w_seed", persist_state="session",
                 help="Same seed and settings → same result (and the stored run is reused).")
 with st.expander("More settings"):
@@ -212,11 +258,25 @@ with st.expander("More settings"):
     st.number_input("Epochs (0 = the steps above decide)", min_value=0, max_value=1000, step=1, key="w_epochs",
                     persist_state="session",
                     help="Passes over the training images instead of a number of steps.")
-    st.selectbox("Weights each run keeps", SELECT_RULES, key="w_select", persist_state="session",
+    st.selectbox("Weighting of the embedding term", WEIGHTINGS, key="w_weighting", persist_state="session",
+                 format_func=WEIGHTING_LABELS.get,
+                 help="Calibrated: at the start the embedding term's gradient is set to λ / (1 − λ) times the "
+                      "cross-entropy's, so λ means the same on any data and map. The paper's: the squared distance "
+                      "as it is. Scaled: divided by the map's scale squared.")
+    st.selectbox("Optimiser", OPTIMIZERS, key="w_optimizer", persist_state="session", format_func=OPTIMIZER_LABELS.get)
+    st.selectbox("Checkpoint each run keeps", SELECT_RULES, key="w_select", persist_state="session",
                  format_func=SELECT_LABELS.get,
-                 help="Best validation checkpoint: both runs are scored on the data set's val split (or a fixed "
-                      "slice held out of the training split, never the test split) during training, and each keeps "
-                      "its best step; the weights before fine-tuning count too, so a run never ends below them.")
+                 help="Both runs are scored on the data set's val split (or a fixed slice held out of the training "
+                      "split, never the test split) at every evaluation, and record their path: validation accuracy "
+                      "and how far the edit is from done. Follows the edit: the PLI checkpoint nearest the edit among "
+                      "those within the tolerance of the best validation accuracy of the start and the control; the "
+                      "control keeps its best. Best validation: each its best, the start included. Compare shows "
+                      "the whole path, and any checkpoint can be picked there.")
+    st.number_input("Tolerance (percentage points of validation accuracy)", min_value=0.0, max_value=50.0, step=0.1,
+                    key="w_tolerance", persist_state="session", format="%.1f",
+                    disabled=st.session_state["w_select"] != "follow",
+                    help="How much validation accuracy, below the best of the start and the control, the rule "
+                         "gives up to follow the edit.")
     st.number_input("Early stopping: evaluations below the best before a run stops (0 = never)", min_value=0,
                     max_value=100, step=1, key="w_patience", persist_state="session",
                     disabled=st.session_state["w_select"] != "best-val")
@@ -229,6 +289,7 @@ st.button("Run fine-tuning and control", type="primary", on_click=start_run, arg
 show_flash("run")
 if running:
     run_progress(job)
+    live_map(job, proj.data.test.labels, proj.data.class_names)
 elif job is not None:
     run_outcome(job)
 

@@ -137,15 +137,25 @@ def stored_run(proj: Project, run_id: str) -> RunResult:
 
 
 @st.cache_resource(max_entries=8)
-def _seed_bootstrap(root: str, run_ids: tuple[str, ...], _proj: Project):
+def _seed_bootstrap(root: str, run_ids: tuple[str, ...], step: int | None, _proj: Project):
+    from plint_core.pick import picked_view
+
     from .seeds import bootstrap_of
 
-    return bootstrap_of([stored_run(_proj, run_id).test_embedding for run_id in run_ids], len(_proj.data.class_names))
+    tables = []
+    for run_id in run_ids:
+        res = stored_run(_proj, run_id)
+        arrays = res.path_arrays() if step is not None else None
+        has_step = arrays is not None and step in [int(s) for s in arrays.get("pli_steps", [])]
+        tables.append(picked_view(res.result, res.test_embedding, arrays, step)[1] if has_step
+                      else res.test_embedding)
+    return bootstrap_of(tables, len(_proj.data.class_names))
 
 
-def seed_bootstrap(proj: Project, run_ids: tuple[str, ...]):
-    """The bootstrap over test images and seeds of stored runs (:func:`plint_app.seeds.bootstrap_of`), kept."""
-    return _seed_bootstrap(str(proj.store.root.resolve()), tuple(run_ids), proj)
+def seed_bootstrap(proj: Project, run_ids: tuple[str, ...], step: int | None = None):
+    """The bootstrap over test images and seeds of stored runs (:func:`plint_app.seeds.bootstrap_of`), kept; with
+    ``step``, each run's PLI checkpoint at that step where it has one (:func:`plint_core.pick.picked_view`)."""
+    return _seed_bootstrap(str(proj.store.root.resolve()), tuple(run_ids), step, proj)
 
 
 @st.cache_resource(max_entries=8)

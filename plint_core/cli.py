@@ -24,7 +24,7 @@ from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .embedding.parametric_tsne import TSNEConfig
 from .errors import PlintError, RunCancelled
-from .finetune import EMBED_ON, SELECT_RULES, FinetuneConfig, Progress, format_duration
+from .finetune import EMBED_ON, OPTIMIZERS, SELECT_RULES, WEIGHTINGS, FinetuneConfig, Progress, format_duration
 from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
@@ -147,14 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"optimisation steps of each run, PLI and control (default {FinetuneConfig.steps:,})")
     run.add_argument("--epochs", type=int, default=None, help="passes over the training rows instead of --steps")
     run.add_argument("--select", choices=SELECT_RULES, default=FinetuneConfig.select,
-                     help="weights each run keeps: best-val (default), its checkpoint with the best accuracy on the "
-                          "validation images (the val split, or a fixed slice held out of the training split; never "
-                          "the test split), the starting weights included; or last, those after its last step")
+                     help="checkpoint each run keeps, on the validation images (the val split, or a fixed slice held "
+                          "out of the training split; never the test split): follow (default), the PLI checkpoint "
+                          "nearest the edit within --tolerance of the best validation accuracy of the start and the "
+                          "control (the control its best); best-val, each its best, the start included; or last")
+    run.add_argument("--tolerance", type=float, default=FinetuneConfig.tolerance, metavar="SHARE",
+                     help=f"follow: validation accuracy given up to follow the edit, at most (default "
+                          f"{FinetuneConfig.tolerance}, half a percentage point)")
+    run.add_argument("--weighting", choices=WEIGHTINGS, default=FinetuneConfig.weighting,
+                     help="the embedding term's multiplier: calibrated (default; its gradient is lam/(1-lam) times "
+                          "the cross-entropy's at the start), paper (none, the paper's loss) or scaled (1/scale^2)")
+    run.add_argument("--optimizer", choices=OPTIMIZERS, default=FinetuneConfig.optimizer,
+                     help="adam (default) or sgd (Nesterov momentum 0.9, the paper's; give it --lr 0.01 or more)")
     run.add_argument("--patience", type=_patience, default=FinetuneConfig.patience, metavar="N",
                      help="best-val: stop a run after N evaluations in a row below its best (default "
                           f"{FinetuneConfig.patience}; 0: never early)")
     run.add_argument("--evaluations", type=int, default=FinetuneConfig.evaluations, metavar="N",
-                     help=f"best-val: validation evaluations per run (default {FinetuneConfig.evaluations})")
+                     help=f"validation evaluations per run, the checkpoints of its path (default "
+                          f"{FinetuneConfig.evaluations})")
     run.add_argument("--embed-on", choices=EMBED_ON, default=FinetuneConfig.embed_on,
                      help="rows the embedding term acts on: all (default, the method: unedited points keep their "
                           "place as target) or moved (only the moved points)")
@@ -189,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="export: the archive to write (run.zip); report: the HTML file")
     p.add_argument("--no-latents", dest="latents", action="store_false",
                    help="export: leave the embedding's latents out (smaller; the importer recomputes them if needed)")
+    p.add_argument("--step", type=int, default=None, metavar="STEP",
+                   help="report: the PLI checkpoint to show (a step of the run's path; default: the one its rule kept)")
     _common(p, data="optional", model="optional")
     return parser
 
@@ -337,6 +349,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size,
                             seed=a.seed, train_points=a.train_points, select=a.select, patience=a.patience,
                             evaluations=a.evaluations, val_points=a.val_points, embed_on=a.embed_on,
+                            tolerance=a.tolerance, weighting=a.weighting, optimizer=a.optimizer,
                             device=a.device, amp=a.amp,
                             workers=a.workers)
     if a.baseline is not None or a.pair is not None:
@@ -366,9 +379,14 @@ def cmd_run(a: argparse.Namespace) -> None:
     write_json_atomic(Path(a.out) / "result.json", result)
     acc = result["accuracy"]
     for name, sel in result.get("selection", {}).items():
-        if sel.get("rule") == "best-val":
+        if sel.get("rule") in ("best-val", "follow"):
             stop = f", stopped early after {sel['steps_run']}" if sel.get("stopped_early") else ""
             _log(f"{name}: kept step {sel['step']} (validation accuracy {sel['score']:.4f}{stop}{confirmed(sel)})")
+    path = result.get("path")
+    if path:
+        d = result["target_distance"]
+        _log(f"path: {len(path['pli'])} checkpoints per run; the moved points end {d['after']:.2f} from their "
+             f"targets after PLI, {d['control']:.2f} in the control ({d['before']:.2f} before)")
     _log(f"accuracy before {acc['before']:.4f} after {acc['after']:.4f} control {acc['control']:.4f}; "
          f"wrote {a.out}/result.json{' (cached run)' if outcome.cache_hit else ''}")
 
@@ -459,8 +477,18 @@ def _report(a: argparse.Namespace, store: RunStore) -> None:
         data, note = None, f" (no thumbnails: {exc}; give --data SRC)"
     key = run.result.get("embedding_key", "")
     train_xy = load_embedding(store, key).train_xy if key and store.has_embedding(key) else None
-    path = write_report(a.out, run.result, run.test_embedding, train_targets=run.train_targets, moved=run.moved,
-                        data=data, train_xy=train_xy)
+    arrays = run.path_arrays()
+    result, table = run.result, run.test_embedding
+    if a.step is not None:
+        steps = [c["step"] for c in (run.result.get("path") or {}).get("pli", [])]
+        if a.step not in steps:
+            raise PlintError(f"run {a.run_id} has no checkpoint at step {a.step}: its checkpoints are "
+                             + (", ".join(map(str, steps)) if steps else "none (it was stored without a path)"))
+        from .pick import picked_view
+
+        result, table = picked_view(run.result, run.test_embedding, arrays, a.step)
+    path = write_report(a.out, result, table, train_targets=run.train_targets, moved=run.moved,
+                        data=data, train_xy=train_xy, path_arrays=arrays)
     _log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB){note}")
 
 

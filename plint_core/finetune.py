@@ -206,8 +206,9 @@ class Progress:
     loss: float
     seconds_left: float | None = None
     snapshot: dict | None = None
-    """At an evaluation of a run that records its path: the newest coordinates (:meth:`PathRecorder.latest`:
-    ``step``, ``test_xy`` of the first :data:`SNAPSHOT_POINTS` test points, ``moved_xy``), for a live map."""
+    """In a run that records its path: its newest checkpoint's coordinates (:meth:`PathRecorder.latest`: ``step``,
+    ``test_xy`` of the first :data:`SNAPSHOT_POINTS` test points, ``moved_xy``), on every report until the next
+    evaluation, for a live map (reports are thinned out on their way to the page)."""
 
     @property
     def fraction(self) -> float:
@@ -509,6 +510,7 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
 
     checkpoints = set(eval_steps(total, config.evaluations)) if selector is not None else set()
     done, stop = 0, False
+    snapshot = recorder.latest(SNAPSHOT_POINTS) if recorder is not None else None
     with capture(model, layer) as box:
         multiplier = 1.0 / scale ** 2
         if lam > 0:
@@ -537,7 +539,8 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                 scaler.step(opt)
                 scaler.update()
                 done += 1
-                last = Progress(run, epoch, epochs, step, steps, ce.item(), embed.item(), loss.item(), clock.tick())
+                last = Progress(run, epoch, epochs, step, steps, ce.item(), embed.item(), loss.item(), clock.tick(),
+                                snapshot=snapshot)
                 if done in checkpoints:
                     if recorder is not None:
                         cp = recorder.record(model, frozen, done, epoch)
@@ -545,7 +548,8 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                         wanted = None if keep_all else candidates(recorder.checkpoints, reference if lam > 0
                                                                   else None, config.tolerance)
                         _offer_state(selection.kept, done, model, wanted)
-                        last = replace(last, snapshot=recorder.latest(SNAPSHOT_POINTS))
+                        snapshot = recorder.latest(SNAPSHOT_POINTS)
+                        last = replace(last, snapshot=snapshot)
                     else:
                         stop = selector.offer(done, epoch, scorer(model), model)
                 if progress is not None:

@@ -95,3 +95,34 @@ def nearest_step(steps: Sequence[int], step: int) -> int:
     """The recorded step nearest ``step`` (for a pick given as a number)."""
     steps = np.asarray(steps)
     return int(steps[int(np.argmin(np.abs(steps - step)))])
+
+
+def picked_view(result: dict, table, arrays: dict | None, step: int) -> tuple[dict, object]:
+    """``result`` and the test table (``RunResult.test_embedding``) as they are with the PLI checkpoint ``step``
+    picked: ``after``'s accuracy, confusion matrix, per-class figures, moved points' distance, the test
+    predictions and coordinates from the path (``arrays``: :func:`plint_core.pipeline.load_path`), and the PLI
+    selection's step and score. The run's own pick, or a run without a path, returns both unchanged."""
+    from .metrics import evaluate
+
+    sel = (result.get("selection") or {}).get("pli") or {}
+    if arrays is None or step == sel.get("step") or "pli_steps" not in arrays:
+        return result, table
+    steps = [int(s) for s in arrays["pli_steps"]]
+    if step not in steps:
+        raise ValueError(f"step {step} is not a checkpoint of this run (its checkpoints: {steps})")
+    k = steps.index(step)
+    cp = next(c for c in result["path"]["pli"] if c["step"] == step)
+    pred = np.asarray(arrays["pli_test_pred"][k], dtype=np.int64)
+    ev = evaluate(table["label"].to_numpy(), pred, len(result["classes"]))
+    view = dict(result)
+    view["accuracy"] = dict(result["accuracy"], after=ev.accuracy)
+    view["confusion"] = dict(result["confusion"], after=ev.confusion.tolist())
+    view["per_class"] = dict(result["per_class"], after=ev.per_class(result["classes"]))
+    if cp.get("train_distance") is not None:
+        view["target_distance"] = dict(result["target_distance"], after=cp["train_distance"])
+    view["selection"] = dict(result["selection"], pli=dict(sel, step=step, epoch=cp["epoch"], score=cp["accuracy"],
+                                                           picked_by="user", rule_step=sel.get("step")))
+    table = table.copy()
+    table["pred_after"] = pred
+    table["x_after"], table["y_after"] = arrays["pli_test_xy"][k][:, 0], arrays["pli_test_xy"][k][:, 1]
+    return view, table

@@ -158,6 +158,18 @@ class RunResult:
         """The frozen embedder E this run was fine-tuned against (stored with the run)."""
         return ParametricTSNE.load(self.directory / "embedder", device=device)
 
+    def path_arrays(self) -> dict[str, np.ndarray] | None:
+        """The run's recorded path (:func:`load_path`), or ``None`` for a run stored without one."""
+        return load_path(self.directory)
+
+    def weights(self, step: int | None = None) -> Path | None:
+        """The PLI run's weights file: the kept checkpoint's (``step`` ``None`` or the run's own pick), or
+        checkpoint ``step``'s where they were stored (:func:`checkpoint_weights`), else ``None``."""
+        if step is None or step == (self.result.get("selection") or {}).get("pli", {}).get("step"):
+            f = self.directory / "finetuned.safetensors"
+            return f if f.is_file() else None
+        return checkpoint_weights(self.directory, step)
+
 
 def run_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig) -> str:
     return run_key_of(embedding.key, spec.to_dict(), config.key_dict())

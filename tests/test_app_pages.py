@@ -359,7 +359,10 @@ def test_finetune_run_progress_result_and_cache_hit(app_environment, stored_run)
     defaults = {b.key: b.value for b in at.number_input}
     engine = FinetuneConfig()
     assert defaults["w_steps"] == engine.steps and defaults["w_epochs"] == 0 and defaults["w_seed"] == engine.seed
-    assert at.selectbox(key="w_select").value == engine.select == "best-val"
+    assert at.selectbox(key="w_select").value == engine.select == "follow"
+    assert at.selectbox(key="w_weighting").value == engine.weighting == "calibrated"
+    assert at.selectbox(key="w_optimizer").value == engine.optimizer == "adam"
+    assert defaults["w_tolerance"] == pytest.approx(engine.tolerance * 100)
     assert defaults["w_patience"] == engine.patience
     assert at.slider(key="w_lam").value == pytest.approx(engine.lam)
     assert at.select_slider(key="w_lr").value == pytest.approx(engine.lr)
@@ -428,6 +431,37 @@ def test_cancel_stops_the_run(app_environment):
     assert any("cancelled; nothing was stored" in w for w in texts(at.warning))
 
 
+def test_the_map_moves_on_the_fine_tune_page_while_a_run_trains(app_environment):
+    """While a run trains, the page draws the test map through the frozen E at its newest checkpoint, and
+    redraws it when a later checkpoint comes in."""
+    import time
+
+    from plint_core.finetune import Progress
+
+    at = start("pages/finetune.py")
+    session_data(at).editor.spec = InterventionSpec((Move(Selection(classes=(4,)), (0.0, 3.0)),))
+    at.number_input(key="w_epochs").set_value(50).run()
+    run_button(at).click().run()
+    job = session_data(at).run_job
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.running:
+        p = job.progress.detail
+        if isinstance(p, Progress) and p.snapshot and p.snapshot["step"] > 0:
+            break
+        time.sleep(0.5)
+    snap = job.progress.detail.snapshot
+    assert snap["step"] > 0, "a checkpoint after the start came in"
+    at.run()
+    live = [f for f in figures(at) if "the map at step" in (f["layout"].get("title", {}).get("text") or "")]
+    assert len(live) == 1, "the live map is drawn"
+    points = sum(len(decode(t["x"])) for t in live[0]["data"] if t.get("name") != "moved training points")
+    assert points == len(load_data("digits").test.labels), "every test image (fewer than the snapshot's limit)"
+    moved = next(t for t in live[0]["data"] if t.get("name") == "moved training points")
+    assert len(decode(moved["x"])) == len(snap["moved_xy"]) > 0
+    at.button[[b.label for b in at.button].index("Cancel run")].click().run()
+    assert job.wait(60) and job.status == "cancelled"
+
+
 # --- page 4: Compare ----------------------------------------------------------
 def test_compare_shows_three_confusion_matrices_and_downloads(app_environment, stored_run):
     at = start()
@@ -446,6 +480,56 @@ def test_compare_shows_three_confusion_matrices_and_downloads(app_environment, s
     assert "Δ f1" in table.columns and len(table) == 10
     labels = [d.label for d in at.get("download_button")]
     assert labels[:1] == ["Fine-tuned weights (safetensors)"] and "Spec (JSON)" in labels and "Metrics (CSV)" in labels
+
+
+def test_compare_draws_the_trade_off_path_and_a_pick_changes_what_follows(app_environment, stored_run):
+    """The path of both runs (validation accuracy against the edit's distance), a pick of a PLI checkpoint on it,
+    and everything below following the pick: step 0 shows the model before fine-tuning as "after"; the address
+    links to the pick; the playback has a frame per checkpoint."""
+    at = start()
+    session_data(at).current_run_id = stored_run.run_id
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    path = stored_run.result["path"]
+    steps = [c["step"] for c in path["pli"]]
+    own = stored_run.result["selection"]["pli"]["step"]
+    picker = at.select_slider(key=f"w_pick_{stored_run.run_id}")
+    assert len(picker.options) == len(steps) and any("★ rule" in o for o in picker.options)
+    assert picker.value == own and at.query_params["step"] == str(own)
+    figs = figures(at)
+    titles = [f["layout"].get("title", {}).get("text") or "" for f in figs]
+    trade = figs[next(i for i, t in enumerate(titles) if t.startswith("Trade-off path"))]
+    pli_trace = next(t for t in trade["data"] if t.get("name") == "PLI")
+    np.testing.assert_allclose(decode(pli_trace["y"]), [c["accuracy"] for c in path["pli"]])
+    animation = figs[next(i for i, t in enumerate(titles) if t.startswith("The test map while"))]
+    assert [f["name"] for f in animation["frames"]] == [str(s) for s in steps]
+
+    def after_matrix():
+        figs = figures(at)
+        names = [f["layout"].get("title", {}).get("text") for f in figs]
+        return decode(figs[names.index("After PLI fine-tuning")]["data"][0]["z"])
+
+    np.testing.assert_array_equal(after_matrix(), stored_run.result["confusion"]["after"])
+    picker.set_value(0).run()
+    assert not at.exception and not at.error
+    np.testing.assert_array_equal(after_matrix(), stored_run.result["confusion"]["before"])
+    assert at.query_params["step"] == "0"
+    assert any("step 0 picked" in c for c in texts(at.caption))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["After PLI fine-tuning"] == f"{stored_run.result['accuracy']['before']:.4f}"
+    labels = [d.label for d in at.get("download_button")]
+    assert labels[0] == "Fine-tuned weights (safetensors)", "step 0's weights are stored too"
+
+
+def test_a_deep_link_to_an_unknown_checkpoint_says_so(app_environment, stored_run):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["run"] = stored_run.run_id
+    at.query_params["step"] = "12345"
+    at.run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception and not at.error
+    assert any("has no checkpoint at step 12345" in w for w in texts(at.warning))
+    assert at.query_params["step"] == str(stored_run.result["selection"]["pli"]["step"])
 
 
 def test_run_against_run_on_compare(app_environment, stored_run):

@@ -1,6 +1,7 @@
 """Fine-tuning: the PLI loss pulls the embedding to its targets, the control is CE only, progress, cancel."""
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -37,7 +38,7 @@ def _distance(module, demo, embedder, source, moved):
 
 def test_pli_follows_targets_and_control_does_not(demo, setup):
     embedder, source, moved, scale = setup
-    cfg = FinetuneConfig(lam=0.5, epochs=4, lr=1e-3, batch_size=32, seed=0, device="cpu")
+    cfg = FinetuneConfig(lam=0.5, epochs=4, lr=1e-3, batch_size=32, seed=0, device="cpu", weighting="scaled")
     weights = {k: v.clone() for k, v in embedder.state_dict().items()}
     trainable = [p.requires_grad for p in embedder.parameters()]
     pli, control, _ = finetune_pair(demo, "logits", embedder, scale, source, cfg)
@@ -64,9 +65,9 @@ def test_progress_reports_every_step_of_both_runs(demo, setup):
     events = []
     finetune_pair(demo, "logits", embedder, scale, source,
                   FinetuneConfig(epochs=2, batch_size=100, device="cpu"), progress=events.append)
-    assert [e.run for e in events] == ["pli"] * 6 + ["control"] * 6
-    assert [(e.epoch, e.step) for e in events[:6]] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
-    assert events[5].fraction == 1.0 and all(np.isfinite([e.ce, e.embed, e.loss]).all() for e in events)
+    assert [e.run for e in events] == ["control"] * 6 + ["pli"] * 6  # the control first: follow's reference
+    assert [(e.epoch, e.step) for e in events[6:]] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert events[5].fraction == 1.0 and events[11].fraction == 1.0 and all(np.isfinite([e.ce, e.embed, e.loss]).all() for e in events)
 
 
 def test_cancel_stops_the_run(demo, setup):
@@ -127,3 +128,68 @@ def test_embed_on_moved_ignores_the_targets_of_unmoved_points(demo, setup):
     assert results == {"moved": True, "all": False}
     with pytest.raises(PlintError, match="which training points were moved"):
         finetune_pair(demo, "logits", embedder, scale, source, FinetuneConfig(epochs=1, embed_on="moved"))
+
+
+def test_the_calibrated_weighting_gives_the_embedding_term_its_share_of_the_gradient(demo, setup):
+    """At the start, ``lam * m * embed`` pulls ``lam / (1 - lam)`` times as hard as ``(1 - lam) * CE`` (mean gradient
+    norms over the calibration batches), whatever the map's scale; the paper's weighting (m = 1) and the scaled
+    one (m = 1 / s²) are plain multipliers, and without moved points in the batches it falls back to the scaled."""
+    from plint_core.finetune import _multiplier
+
+    embedder, source, moved, scale = setup
+    sels = {}
+    for weighting in ("calibrated", "paper", "scaled"):
+        cfg = FinetuneConfig(lam=0.5, steps=5, batch_size=32, device="cpu", weighting=weighting, select="last")
+        _, _, sels[weighting] = finetune_pair(demo, "logits", embedder, scale, source, cfg)
+    cal = sels["calibrated"]["pli"].calibration
+    assert cal["batches"] == 10, "300 rows in batches of 32: all of them, at most 16"
+    assert cal["multiplier"] == pytest.approx(cal["ce_grad"] / cal["embed_grad"]) and cal["used"] == cal["multiplier"]
+    assert sels["paper"]["pli"].calibration is None and sels["calibrated"]["control"].calibration is None
+    cfg = FinetuneConfig()
+    assert _multiplier(replace_weighting(cfg, "paper"), scale, None) == 1.0
+    assert _multiplier(replace_weighting(cfg, "scaled"), scale, None) == pytest.approx(1 / scale ** 2)
+    assert _multiplier(cfg, scale, {"multiplier": None}) == pytest.approx(1 / scale ** 2)
+    # the multiplier follows the map's scale: a map twice as large has squared distances, and their gradient, four
+    # times as large, and a quarter of the multiplier: the embedding term pulls as hard as before
+    doubled = TrainingBatchSource(source.images, source.labels, 2 * source.targets, moved)
+    cfg = FinetuneConfig(lam=0.5, steps=5, batch_size=32, device="cpu", select="last")
+    _, _, sel = finetune_pair(demo, "logits", lambda_scaled(embedder, 2.0), 2 * scale, doubled, cfg)
+    assert sel["pli"].calibration["multiplier"] == pytest.approx(cal["multiplier"] / 4, rel=1e-3)
+
+
+def lambda_scaled(embedder, factor):
+    """``embedder`` with its output scaled by ``factor`` (the same map, twice as large)."""
+    scaled = copy.deepcopy(embedder)
+    with torch.no_grad():
+        for p in scaled.parameters():
+            p.mul_(factor)
+    return scaled
+
+
+def replace_weighting(cfg, weighting):
+    from dataclasses import replace
+
+    return replace(cfg, weighting=weighting)
+
+
+def test_the_three_weightings_and_sgd_train_differently_and_sgd_follows_the_edit(demo, setup):
+    embedder, source, moved, scale = setup
+    finals = {}
+    for name, kw in (("calibrated", {}), ("paper", {"weighting": "paper"}), ("sgd", {"optimizer": "sgd", "lr": 0.01})):
+        cfg = FinetuneConfig(lam=0.5, epochs=2, batch_size=32, device="cpu", select="last", **kw)
+        pli, control, _ = finetune_pair(demo, "logits", embedder, scale, source, cfg)
+        finals[name] = (pli, control)
+    first = lambda m: next(iter(m.state_dict().values()))  # noqa: E731
+    assert not torch.equal(first(finals["calibrated"][0]), first(finals["paper"][0]))
+    assert not torch.equal(first(finals["calibrated"][0]), first(finals["sgd"][0]))
+    pli, control = finals["sgd"]
+    assert _distance(pli, demo, embedder, source, moved) < _distance(control, demo, embedder, source, moved)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"weighting": "strong"}, "weighting is 'strong'"), ({"optimizer": "rmsprop"}, "optimizer is 'rmsprop'"),
+    ({"select": "best"}, "select is 'best'"), ({"tolerance": -0.1}, "tolerance is -0.1"),
+])
+def test_bad_pick_and_weighting_settings(kwargs, message):
+    with pytest.raises(PlintError, match=message):
+        FinetuneConfig(**kwargs)

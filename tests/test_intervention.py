@@ -136,3 +136,28 @@ def test_send_home_moves_each_directions_misclassified_onto_its_class():
     assert [m.select.ids for m in only_one_way.moves] == [(102,)]
     with pytest.raises(PlintError, match="no misclassified points"):
         send_home(y, labels, labels, ids, 0, 1)
+
+
+def test_the_edit_applies_to_validation_images_by_class_id_or_nearest_training_point():
+    """``targets_for``: a class move takes the validation images of that class; an id move those with its ids
+    (a held-out training slice) or, for another split, those whose nearest training point it moved; targets use
+    the training group's centroid."""
+    from plint_core.intervention import InterventionSpec
+
+    train_xy = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [11.0, 0.0]], np.float32)
+    train_labels, train_ids = np.array([0, 0, 1, 1]), np.array([5, 6, 7, 8])
+    spec = InterventionSpec.from_dict({"moves": [
+        {"select": {"classes": [0]}, "translate": [0.0, 2.0], "contract": 0.5},
+        {"select": {"ids": [7]}, "translate": [-1.0, 0.0], "contract": 1.0}]})
+    val_xy = np.array([[0.2, 0.0], [9.9, 0.1], [11.2, 0.0], [30.0, 0.0]], np.float32)
+    val_labels = np.array([0, 1, 1, 1])
+    t, moved = spec.targets_for(val_xy, val_labels, None, train_xy, train_labels, train_ids, ["a", "b"])
+    assert moved.tolist() == [True, True, False, False], "class 0; nearest to id 7; nearest to id 8; far"
+    np.testing.assert_allclose(t[0], 0.5 * val_xy[0] + 0.5 * np.array([0.5, 0.0]) + [0.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(t[1], val_xy[1] + [-1.0, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(t[2:], val_xy[2:])
+    # held-out training rows keep their ids: the id decides, and the result is spec.targets' own
+    t2, moved2 = spec.targets_for(train_xy, train_labels, train_ids, train_xy, train_labels, train_ids, ["a", "b"])
+    t_train, moved_train = spec.targets(train_xy, train_labels, train_ids, ["a", "b"])
+    np.testing.assert_allclose(t2, t_train, rtol=1e-6)
+    assert moved2.tolist() == moved_train.tolist() == [True, True, True, False]

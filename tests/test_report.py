@@ -22,11 +22,13 @@ def test_runs_report_writes_one_self_contained_file(app_runs, stored_run, tmp_pa
     assert main(["runs", "report", stored_run.run_id, "--out", str(out), "--runs-dir", str(app_runs)]) == 0
     assert "wrote" in capsys.readouterr().err
     text = out.read_text(encoding="utf-8")
-    assert out.stat().st_size <= 5_000_000, "the digits report fits in 5 MB"
+    assert out.stat().st_size <= 5_300_000, "the digits report fits in 5.3 MB (4.9 MB before the path's animation)"
     assert not re.search(r"<script[^>]+src=", text) and not re.search(r"<link[^>]+href=", text), \
         "no external script or stylesheet"
-    # 3 matrices, 2 differences, the validation curves and the test embedding; plotly.js inlined once
-    assert text.count("Plotly.newPlot(") == 7 and text.count("plotly.js v") == 1
+    # 3 matrices, 2 differences, the validation curves, the trade-off path, the path's animation and the test
+    # embedding; plotly.js inlined once
+    assert text.count("Plotly.newPlot(") == 9 and text.count("plotly.js v") == 1
+    assert "Trade-off path" in text and "The map while the PLI run trained" in text and "addFrames" in text
     assert stored_run.run_id in text and f"plint {__version__}" in text
     assert text.count('<img alt="moved images of move 1" src="data:image/png;base64,') == 1, "the move's thumbnails"
     moved = int(np.asarray(stored_run.moved).sum())
@@ -65,3 +67,21 @@ def test_report_refuses_other_data_and_says_what_to_do(app_runs, stored_run, tmp
     assert main(["runs", "report", stored_run.run_id, "--runs-dir", str(app_runs)]) == 2
     assert "needs --out report.html" in capsys.readouterr().err
     assert len(RunStore(app_runs).list_runs()) >= 1 and load_run(RunStore(app_runs), stored_run.run_id)
+
+
+def test_a_report_of_a_picked_checkpoint_shows_that_checkpoint(app_runs, stored_run, tmp_path, capsys):
+    """``runs report --step 0``: the PLI checkpoint at step 0 (the starting weights) is what the report shows,
+    and it says it was picked; an unknown step is one clear error and writes nothing."""
+    out = tmp_path / "step0.html"
+    assert main(["runs", "report", stored_run.run_id, "--out", str(out), "--runs-dir", str(app_runs),
+                 "--step", "0"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "picked by the user" in text and "PLI checkpoint of step 0" in text
+    before = stored_run.result["accuracy"]["before"]
+    assert text.count(f"<b>{before:.4f}</b>") == 2, "after PLI shows the accuracy before fine-tuning"
+    capsys.readouterr()
+    bad = tmp_path / "bad.html"
+    assert main(["runs", "report", stored_run.run_id, "--out", str(bad), "--runs-dir", str(app_runs),
+                 "--step", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "has no checkpoint at step 7" in err and err.count("\n") == 1 and not bad.exists()

@@ -82,8 +82,8 @@ def test_the_val_split_is_used_where_there_is_one(digits):
     with_val = digits.with_splits(val=digits.train.subset(np.arange(200)))
     validation, held = validation_set(with_val, np.zeros(len(digits.train), bool), FinetuneConfig(val_points=150))
     assert validation.source == "val split" and len(validation.labels) == 150 and len(held) == 0
-    none, _ = validation_set(with_val, np.zeros(len(digits.train), bool), FinetuneConfig(select="last"))
-    assert none is None
+    last, _ = validation_set(with_val, np.zeros(len(digits.train), bool), FinetuneConfig(select="last"))
+    assert last.source == "val split", "every rule records its path on the validation images"
 
 
 def test_the_test_split_never_decides_which_weights_are_kept(tmp_path, digits, demo, demo_embedding):
@@ -108,7 +108,7 @@ def test_the_test_split_never_decides_which_weights_are_kept(tmp_path, digits, d
 
 
 def test_a_harmful_setting_cannot_lower_validation_accuracy(tmp_path, digits, demo, demo_embedding):
-    config = FinetuneConfig(lr=0.3, patience=2, **QUICK)  # Adam at 0.3 wrecks the demo CNN within a few steps
+    config = FinetuneConfig(lr=0.3, patience=2, select="best-val", **QUICK)  # Adam at 0.3 wrecks the demo CNN within a few steps
     result = run_intervention(digits, demo, demo_embedding, SPEC, config, store=RunStore(tmp_path)).result
     before = result["validation"]["before"]
     for name in ("pli", "control"):
@@ -160,7 +160,7 @@ def test_a_sampled_run_ends_at_least_at_its_start_on_the_whole_validation_slice(
     from plint_core.latents import predict
     from plint_core.models.spec import ModelBundle
 
-    config = FinetuneConfig(lr=3e-3, val_points=40, **QUICK)
+    config = FinetuneConfig(lr=3e-3, val_points=40, select="best-val", **QUICK)
     validation, held = validation_set(digits, digits.train.labels == 3, config)
     assert len(validation.labels) == 40 and len(validation.whole.labels) == len(held) == 144
     run = run_intervention(digits, demo, demo_embedding, SPEC, config, store=RunStore(tmp_path))
@@ -184,22 +184,26 @@ def test_a_sampled_run_ends_at_least_at_its_start_on_the_whole_validation_slice(
     # (on this machine: the sample, 40 images all right at the start, ties at step 120, which scores below the
     # start on all 144, so the check sent both runs back to their start)
     assert any(c is not None for c in checked)
-    assert "confirm" in FinetuneConfig().key_dict() and "confirm" not in FinetuneConfig(select="last").key_dict()
+    assert "confirm" in FinetuneConfig(select="best-val").key_dict()
+    assert "confirm" not in FinetuneConfig(select="last").key_dict() and "confirm" not in FinetuneConfig().key_dict()
 
 
-def test_last_keeps_the_last_step_without_validation(tmp_path, digits, demo, demo_embedding):
+def test_last_keeps_the_last_step(tmp_path, digits, demo, demo_embedding):
     result = run_intervention(digits, demo, demo_embedding, SPEC, FinetuneConfig(select="last", **QUICK),
                               store=RunStore(tmp_path)).result
-    assert result["validation"] is None and result["n_train"] == len(digits.train)
-    assert result["selection"]["pli"] == {"rule": "last", "step": 120, "epoch": 3, "score": None, "steps_run": 120,
-                                          "stopped_early": False, "curve": [], "confirm": None}
+    assert result["n_train"] == len(digits.train) - len(held_out_slice(digits.train.labels)), "the path's images"
+    for name in ("pli", "control"):
+        sel = result["selection"][name]
+        assert (sel["rule"], sel["step"], sel["epoch"], sel["steps_run"]) == ("last", 120, 3, 120)
+        assert sel["score"] == result["path"][name][-1]["accuracy"] and not sel["stopped_early"]
 
 
 def test_step_budget_and_epochs_are_keyed_and_checked():
     assert FinetuneConfig().schedule(45) == (23, 1000) and FinetuneConfig(epochs=3).schedule(45) == (3, 135)
     assert "steps" in FinetuneConfig().key_dict() and "epochs" not in FinetuneConfig().key_dict()
     assert "epochs" in FinetuneConfig(epochs=3).key_dict() and "steps" not in FinetuneConfig(epochs=3).key_dict()
-    assert FinetuneConfig(patience=3).key_dict() != FinetuneConfig().key_dict()
+    assert FinetuneConfig(select="best-val", patience=3).key_dict() != FinetuneConfig(select="best-val").key_dict()
+    assert FinetuneConfig(patience=3).key_dict() == FinetuneConfig().key_dict(), "follow runs every step"
     for bad in ({"select": "best"}, {"patience": 0}, {"evaluations": 0}, {"val_points": 5}, {"steps": 0},
                 {"epochs": 0}):
         with pytest.raises(PlintError):

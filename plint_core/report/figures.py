@@ -62,8 +62,7 @@ def validation_figure(result: dict, height: int = 260) -> go.Figure | None:
     """Validation accuracy against step for the PLI run and the control, the kept steps marked; ``None`` when
     the runs kept their last step without validation."""
     selection = result.get("selection") or {}
-    curves = {name: selection[name] for name in ("pli", "control")
-              if selection.get(name, {}).get("rule") == "best-val" and selection[name].get("curve")}
+    curves = {name: selection[name] for name in ("pli", "control") if selection.get(name, {}).get("curve")}
     if not curves:
         return None
     fig = go.Figure()
@@ -148,3 +147,109 @@ def moved_groups(spec: dict, targets: np.ndarray, moved: np.ndarray, labels: np.
         rows = [np.flatnonzero(moved)] if moved is not None and moved.any() else []
     origin = train_xy if train_xy is not None and len(train_xy) == len(targets) else targets
     return [(np.asarray(origin[r]), np.asarray(targets[r])) for r in rows if len(r)]
+
+
+PATH_COLORS = {"pli": "#d62728", "control": "#7f7f7f"}
+PATH_TITLES = {"pli": "PLI", "control": "Control (CE only)"}
+
+
+def path_figure(result: dict, picked: int | None = None, height: int = 340) -> go.Figure | None:
+    """Each run's path in the plane of the edit's distance (x; validation images, or the moved training points
+    where no validation image is moved) against validation accuracy (y), one point per checkpoint, start to end;
+    the tolerance band of the ``follow`` rule, the control's kept checkpoint and the PLI pick (``picked``, default:
+    the run's own) starred. ``None`` for a run stored without a path."""
+    path = result.get("path")
+    if not path:
+        return None
+    from ..path import Checkpoint
+    from ..pick import edit_distance
+
+    sel = result.get("selection") or {}
+    pick = (sel.get("pli") or {}).get("pick") or {}
+    picked = sel.get("pli", {}).get("step") if picked is None else picked
+    on_val = bool(path.get("n_val_moved"))
+    fig = go.Figure()
+    for name in ("control", "pli"):
+        cps = [Checkpoint.from_dict(c) for c in path[name]]
+        x = [edit_distance(c) for c in cps]
+        y = [c.accuracy for c in cps]
+        steps = [c.step for c in cps]
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers", name=PATH_TITLES[name], line={"color": PATH_COLORS[name]},
+            customdata=np.array([[c.step, c.pair] for c in cps]),
+            hovertemplate=PATH_TITLES[name] + " step %{customdata[0]}<br>validation accuracy %{y:.4f}<br>"
+                          "edit distance %{x:.2f}<br>pair confusions %{customdata[1]}<extra></extra>"))
+        kept = picked if name == "pli" else sel.get(name, {}).get("step")
+        if kept in steps:
+            i = steps.index(kept)
+            fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", showlegend=False, hoverinfo="skip",
+                                     marker={"symbol": "star", "size": 16, "color": PATH_COLORS[name],
+                                             "line": {"width": 1, "color": "#000000"}}))
+        fig.add_annotation(x=x[0], y=y[0], text="start", showarrow=False, yshift=12, font={"size": 10})
+    if pick.get("reference") is not None:
+        low = pick["reference"] - pick.get("tolerance", 0.0)
+        fig.add_hline(y=low, line={"dash": "dot", "color": "#1f77b4", "width": 1},
+                      annotation_text=f"within {pick.get('tolerance', 0) * 100:.1f} pp of the best accuracy "
+                                      "(start or control)", annotation_font_size=10)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 36, "b": 10},
+                      title={"text": "Trade-off path: one point per checkpoint (★ = kept; left = follows the edit "
+                                     "more, up = more accurate)", "font": {"size": 13}},
+                      xaxis_title="edit distance, " + ("moved validation images" if on_val
+                                                       else "moved training points") + " (map units)",
+                      yaxis_title="validation accuracy", legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def path_animation_figure(result: dict, table: pd.DataFrame, arrays: dict, class_names: Sequence[str],
+                          targets: np.ndarray | None = None, height: int = 520, max_points: int = 3000) -> go.Figure:
+    """The test map moving while the PLI run trained: one frame per checkpoint (the test points through the frozen
+    E, coloured by true label, the tracked moved training points in black, their targets as grey rings), with a
+    play button and a slider to scrub; at most ``max_points`` test points (a fixed sample)."""
+    steps = [int(s) for s in arrays["pli_steps"]]
+    xy, moved_xy = arrays["pli_test_xy"], arrays["pli_moved_xy"]
+    labels = table["label"].to_numpy()
+    n = len(labels)
+    rows = np.arange(n) if n <= max_points else np.sort(np.random.default_rng(0).choice(n, max_points, False))
+    colors = class_colors(len(class_names))
+    size = marker_size(len(rows))
+    accuracy = {c["step"]: c["accuracy"] for c in (result.get("path") or {}).get("pli", [])}
+
+    def traces(k: int) -> list:
+        out = []
+        for c, name in enumerate(class_names):
+            m = rows[labels[rows] == c]
+            out.append(go.Scatter(x=xy[k, m, 0], y=xy[k, m, 1], mode="markers", name=str(name),
+                                  marker={"color": colors[c], "size": size, "opacity": 0.75}, hoverinfo="skip"))
+        out.append(go.Scatter(x=moved_xy[k, :, 0], y=moved_xy[k, :, 1], mode="markers", name="moved training points",
+                              marker={"color": "#000000", "size": max(3.0, size - 1), "opacity": 0.6},
+                              hoverinfo="skip"))
+        return out
+
+    fig = go.Figure(data=traces(0) + ([go.Scatter(x=targets[:, 0], y=targets[:, 1], mode="markers",
+                                                  name="their targets", hoverinfo="skip",
+                                                  marker={"symbol": "circle-open", "color": COMMITTED_COLOR,
+                                                          "size": size + 2})]
+                                      if targets is not None and len(targets) else []))
+    n_traces = len(class_names) + 1
+    fig.frames = [go.Frame(data=traces(k), name=str(s), traces=list(range(n_traces))) for k, s in enumerate(steps)]
+    everything = [xy[:, rows].reshape(-1, 2), moved_xy.reshape(-1, 2)] + ([targets] if targets is not None else [])
+    (x0, x1), (y0, y1) = plot_ranges(*[a for a in everything if len(a)])
+    play = {"args": [None, {"frame": {"duration": 600, "redraw": False}, "fromcurrent": True,
+                            "transition": {"duration": 300}}], "label": "▶ Play", "method": "animate"}
+    pause = {"args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}],
+             "label": "❚❚ Pause", "method": "animate"}
+    fig.update_layout(
+        height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"itemsizing": "constant"},
+        xaxis={"range": [x0, x1], "showgrid": False, "zeroline": False},
+        yaxis={"range": [y0, y1], "showgrid": False, "zeroline": False},
+        title={"text": "The test map while the PLI run trained (frozen E; play or drag the slider)",
+               "font": {"size": 13}},
+        updatemenus=[{"type": "buttons", "buttons": [play, pause], "x": 0.0, "y": -0.02, "xanchor": "left",
+                      "yanchor": "top", "direction": "left", "showactive": False}],
+        sliders=[{"active": 0, "x": 0.15, "len": 0.85, "y": -0.02, "yanchor": "top",
+                  "currentvalue": {"prefix": "step "},
+                  "steps": [{"label": f"{s}" + (f" ({accuracy[s]:.3f})" if s in accuracy else ""),
+                             "method": "animate",
+                             "args": [[str(s)], {"mode": "immediate", "frame": {"duration": 0, "redraw": False},
+                                                 "transition": {"duration": 0}}]} for s in steps]}])
+    return fig

@@ -39,6 +39,8 @@ from .figures import (
     confusion_max,
     difference_figure,
     moved_groups,
+    path_animation_figure,
+    path_figure,
     validation_figure,
 )
 from .summaries import MODEL_TITLES, MODELS, per_class_table, schedule_summary, selection_summary, spec_summary
@@ -69,8 +71,16 @@ WebGL); larger ones with WebGL."""
 def _figure_html(fig: go.Figure, div_id: str, width: int | None = None) -> str:
     if width:
         fig.update_layout(width=width, autosize=False)
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, auto_play=False,
                        config={"displaylogo": False, "responsive": width is None})
+
+
+def _pick_note(result: dict) -> str:
+    sel = result["selection"]["pli"]
+    if sel.get("picked_by") == "user":
+        return (f"<p class='muted'>This report shows the PLI checkpoint of step {sel['step']:,}, picked by the user "
+                f"on validation figures (the run's rule kept step {sel['rule_step']:,}).</p>")
+    return f"<p class='muted'>This report shows the PLI checkpoint the run's rule ({html.escape(sel['rule'])}) kept.</p>"
 
 
 def _png_data_uri(rgb: np.ndarray) -> str:
@@ -152,12 +162,14 @@ def _pair_html(result: dict, table: pd.DataFrame, moved: np.ndarray | None, data
 
 def render_report(result: dict, test_table: pd.DataFrame, train_targets: np.ndarray | None = None,
                   moved: np.ndarray | None = None, data: Dataset | None = None,
-                  train_xy: np.ndarray | None = None) -> str:
+                  train_xy: np.ndarray | None = None, path_arrays: dict | None = None) -> str:
     """The HTML text of a run's report.
 
-    ``result`` is the run's ``result.json`` content and ``test_table`` its ``test_embedding.csv``; with the
-    training ``data`` (the run's data set, any input size) each move gets thumbnails of its images, and with
-    the embedding's ``train_xy`` the moves' arrows start where the groups were.
+    ``result`` is the run's ``result.json`` content and ``test_table`` its ``test_embedding.csv`` (or both as a
+    pick shows them, :func:`plint_core.pick.picked_view`); with the training ``data`` (the run's data set, any
+    input size) each move gets thumbnails of its images, with the embedding's ``train_xy`` the moves' arrows
+    start where the groups were, and with the run's ``path_arrays`` (:func:`plint_core.pipeline.load_path`) the
+    report holds the trade-off path and the animation of the map while the PLI run trained.
     """
     import plotly.offline
 
@@ -175,6 +187,11 @@ def render_report(result: dict, test_table: pd.DataFrame, train_targets: np.ndar
              _figure_html(difference_figure(result["confusion"]["control"], result["confusion"]["after"], names,
                                             "After − control"), "diff-control", MATRIX_PX + 40)]
     curves = validation_figure(result)
+    trade_off = path_figure(result)
+    animation = None
+    if path_arrays is not None and "pli_test_xy" in path_arrays:
+        targets = train_targets[path_arrays["moved_rows"]] if train_targets is not None else None
+        animation = path_animation_figure(result, test_table, path_arrays, names, targets)
     groups = []
     if train_targets is not None and moved is not None:  # without the data: all moved points as one group
         labels, ids = (data.train.labels, data.train.ids) if data is not None else (np.zeros(0), np.zeros(0))
@@ -203,6 +220,8 @@ the run was computed on {html.escape(str(result.get('device', '')).upper())} at
 <p class="muted">Differences count test images per cell: blue = more after PLI fine-tuning, red = fewer.</p>
 <h2>Per-class precision, recall and F1</h2>{per_class}
 {'<h2>Validation during fine-tuning</h2>' + _figure_html(curves, 'validation') if curves is not None else ''}
+{'<h2>Trade-off path</h2>' + _figure_html(trade_off, 'trade-off') + _pick_note(result) if trade_off is not None else ''}
+{'<h2>The map while the PLI run trained</h2>' + _figure_html(animation, 'path-animation') if animation is not None else ''}
 <h2>Test embedding before and after</h2>{embedding}
 <p class="muted">Grey rings: where the moved training groups were asked to go; arrows: from each group's original
 centre. Black rings mark misclassified test images.</p>

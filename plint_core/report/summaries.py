@@ -76,7 +76,17 @@ def selection_summary(result: dict) -> str:
     parts = []
     for name, title in (("pli", "PLI"), ("control", "control")):
         sel = selection.get(name, {})
-        if sel.get("rule") == "best-val":
+        pick = sel.get("pick") or {}
+        if sel.get("picked_by") == "user":
+            parts.append(f"{title}: step {sel['step']:,} picked (validation accuracy {sel['score']:.4f}; the rule "
+                         f"kept step {sel['rule_step']:,})")
+        elif sel.get("rule") == "follow" and name == "pli":
+            step = "the weights before fine-tuning" if sel["step"] == 0 else f"step {sel['step']:,}"
+            how = (f"the checkpoint nearest the edit within {pick.get('tolerance', 0) * 100:.1f} pp of the best "
+                   f"validation accuracy of the start and the control ({pick.get('reference', 0):.4f})"
+                   if pick.get("within", True) else "no checkpoint within the tolerance: its best validation one")
+            parts.append(f"{title} kept {step}, {how} (validation accuracy {sel['score']:.4f})")
+        elif sel.get("rule") in ("best-val", "follow"):
             step = "the weights before fine-tuning" if sel["step"] == 0 else f"step {sel['step']:,}"
             early = f", stopped early after {sel['steps_run']:,}" if sel.get("stopped_early") else ""
             parts.append(f"{title} kept {step} (validation accuracy {sel['score']:.4f}{early}{confirmed(sel)})")

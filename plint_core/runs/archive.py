@@ -268,6 +268,17 @@ def _check_run(folder: Path, run_id: str, embedding_key: str | None, name: str) 
                 raise ValueError("it lacks 'targets' or 'moved'")
     except (OSError, ValueError) as exc:
         raise _bad(name, f"run {run_id}'s train_targets.npz cannot be read ({exc})") from None
+    if (folder / "path.npz").exists() or result.get("path"):  # a run that recorded its path (plint_core.path)
+        try:
+            with np.load(folder / "path.npz", allow_pickle=False) as z:
+                needed = {"moved_rows"} | {f"{run}_{part}" for run in ("pli", "control")
+                                           for part in ("steps", "test_pred", "test_xy", "moved_xy")}
+                if not needed <= set(z.files):
+                    raise ValueError(f"it lacks {sorted(needed - set(z.files))[0]!r}")
+                if len(z["pli_steps"]) != len((result.get("path") or {}).get("pli") or []):
+                    raise ValueError("its checkpoints are not those of the run's result.json")
+        except (OSError, ValueError) as exc:
+            raise _bad(name, f"run {run_id}'s path.npz cannot be read ({exc})") from None
     return result
 
 
