@@ -13,10 +13,10 @@ from plint_app.sidebar import sidebar_status
 
 st.set_page_config(page_title="plint · Projective Latent Interventions", page_icon=":material/scatter_plot:",
                    layout="wide")
-pages = app_pages()
+menu, hidden = app_pages()
 # hidden: the sidebar menu is the app's own (sidebar_links), as client.showSidebarNavigation is off
-navigation = st.navigation(pages, position="hidden")
-sidebar_links(pages)
+navigation = st.navigation(menu + hidden, position="hidden")
+sidebar_links(menu)
 with in_app():
     navigation.run()
 sidebar_status()  # after the page, so it reports what the page just loaded

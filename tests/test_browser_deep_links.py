@@ -16,6 +16,7 @@ import os
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from app_helpers import app_env
@@ -30,6 +31,7 @@ PAGE_TITLE = "plint · Projective Latent Interventions"
 LOAD_TIMEOUT_MS = 90_000
 STATUS_TIMEOUT_MS = 20_000  # after the heading: the status block is written right after the page
 ICONS = ["database", "scatter_plot", "model_training", "compare"]
+MENU = [[title, icon] for title, icon in zip(APP_TITLES, ICONS)]
 # Every link in the sidebar: Streamlit's own navigation (stSidebarNav: the file list of pages/, or st.navigation's
 # menu) and the app's menu (st.page_link); each as [label, icon], the Material icon's ligature taken apart.
 NAV_LINKS_JS = """window.plintNavLinks = () => [...document.querySelectorAll('[data-testid="stSidebar"] a')].map(a => {
@@ -47,6 +49,7 @@ RECORD_NAV_JS = NAV_LINKS_JS + """
   new MutationObserver(record).observe(document, {childList: true, subtree: true, characterData: true});
 })();"""
 NAV_NOW_JS = "() => window.plintNavLinks()"
+MENU_JS = "(menu) => JSON.stringify(window.plintNavLinks()) === JSON.stringify(menu)"
 STATUS_JS = """() => { const s = document.querySelector('[data-testid="stSidebar"]');
   return !!s && /Data.*Model/.test(s.innerText) && s.innerText.includes('Open run'); }"""
 IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
@@ -62,9 +65,11 @@ def require_chromium() -> None:
     pytest.skip(reason)
 
 
-def open_link(browser, url: str, heading: str, check) -> dict:
+def open_link(browser, url: str, heading: str, check, shot: Path) -> dict:
     """Open ``url`` in a new context, wait for the page ``heading``, the status block and the end of the run;
     ``check(page)`` then looks at the page. Returns what was seen (for the failure message and the timings)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     context = browser.new_context(viewport=VIEWPORT)
     context.add_init_script(RECORD_NAV_JS)
     page = context.new_page()
@@ -75,15 +80,26 @@ def open_link(browser, url: str, heading: str, check) -> dict:
         page.get_by_role("heading", name=heading).first.wait_for(timeout=LOAD_TIMEOUT_MS)
         page.wait_for_function(STATUS_JS, timeout=STATUS_TIMEOUT_MS)
         page.wait_for_function(IDLE_JS, timeout=LOAD_TIMEOUT_MS)
+        try:  # st.page_link's code is loaded on first use: in a fresh browser the menu can come a moment later
+            page.wait_for_function(MENU_JS, arg=MENU, timeout=STATUS_TIMEOUT_MS)
+        except PlaywrightTimeout:
+            pass  # reported below
         time.sleep(1.0)  # a late navigation message would land now
         seen["seconds"] = time.perf_counter() - started
         check(page)
         seen["nav"] = page.evaluate(NAV_NOW_JS)
+        if seen["nav"] != MENU:
+            page.screenshot(path=str(shot), full_page=True)
+            seen["screenshot"] = str(shot)
         seen["native_nav"] = page.locator('[data-testid="stSidebarNav"]').count()
         seen["title"] = page.title()
         seen["main_width"] = page.evaluate(MAIN_WIDTH_JS)
+        seen["path"] = urlsplit(page.url).path
+        seen["not_found"] = page.get_by_text("Page not found").count()
     except Exception as exc:
         seen["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        page.screenshot(path=str(shot), full_page=True)
+        seen["screenshot"] = str(shot)
         seen.setdefault("nav", page.evaluate(NAV_NOW_JS))
     seen["nav_ever"] = page.evaluate("() => window.__plintNavSeen")
     context.close()
@@ -106,12 +122,14 @@ def test_deep_links_open_the_app_in_a_fresh_browser(app_runs, stored_run, tmp_pa
     def shows_logits(page):
         assert "layer=logits" in page.url, page.url
 
-    links = [  # the first one is the server's first page: no browser has opened "/" before it
-        (f"/compare?run={run_id}", "Compare", shows_run),
-        ("/compare?run=unknown", "Compare", says_unknown),
-        ("/embedding?layer=logits", "Embedding & interventions", shows_logits),
-        ("/finetune", "Fine-tune", lambda page: None),
-        ("/model_data", "Model & data", lambda page: None),
+    links = [  # (address, the page's heading, its path once open, check); the first one is the server's first
+        # page: no browser has opened "/" before it (Streamlit's legacy pages/ mode is still on)
+        (f"/compare?run={run_id}", "Compare", "/compare", shows_run),
+        ("/compare?run=unknown", "Compare", "/compare", says_unknown),
+        ("/embedding?layer=logits", "Embedding & interventions", "/embedding", shows_logits),
+        ("/finetune", "Fine-tune", "/finetune", lambda page: None),
+        ("/model_data", "Model & data", "/", lambda page: None),  # the file's name: the default page is "/"
+        ("/", "Model & data", "/", lambda page: None),
     ]
     log = tmp_path / "streamlit.log"
     server = start_streamlit("app.py", {**app_env(app_runs), "OMP_NUM_THREADS": "1"}, log)
@@ -119,8 +137,9 @@ def test_deep_links_open_the_app_in_a_fresh_browser(app_runs, stored_run, tmp_pa
     try:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
-            for path, heading, check in links:
-                results.append(open_link(browser, server.url + path, heading, check))
+            for address, heading, path, check in links:
+                shot = tmp_path / f"failure{len(results)}.png"
+                results.append({**open_link(browser, server.url + address, heading, check, shot), "expected": path})
             browser.close()
     finally:
         server.stop()
@@ -129,11 +148,13 @@ def test_deep_links_open_the_app_in_a_fresh_browser(app_runs, stored_run, tmp_pa
     print(report)
     for r in results:
         assert "error" not in r, f"{r['url']}: {r['error']}\n{report}\nserver log:\n{log.read_text()[-3000:]}"
-        assert r["nav"] == [list(t) for t in zip(APP_TITLES, ICONS)], \
+        assert r["nav"] == MENU, \
             f"{r['url']}: the sidebar's menu is {r['nav']}\n{report}"
         assert r["native_nav"] == 0, f"{r['url']}: Streamlit's navigation shows\n{report}"
         assert set(r["nav_ever"]) <= set(APP_TITLES), \
             f"{r['url']}: the sidebar showed {r['nav_ever']} (Streamlit's file list of pages/)\n{report}"
+        assert r["path"] == r["expected"], f"{r['url']}: the address became {r['path']}\n{report}"
+        assert r["not_found"] == 0, f"{r['url']}: Streamlit says 'Page not found'\n{report}"
         assert r["title"] == PAGE_TITLE, f"{r['url']}: the tab's title is {r['title']!r}\n{report}"
         assert r["main_width"] > 1000, f"{r['url']}: not the wide layout ({r['main_width']:.0f} px)\n{report}"
     assert "Traceback" not in log.read_text(), log.read_text()
