@@ -2,12 +2,13 @@
 
 A fresh ``streamlit run app.py`` (no browser has opened ``/`` on it yet) is
 shared by all the links; each link is opened in a NEW browser context, as a
-link pasted into a fresh tab. The page must come up with the app's own
-navigation (the titles from ``app.py``'s ``st.navigation``), the sidebar status
-block and the page config, and Streamlit's file-list navigation of ``pages/``
-("app", "compare", "model data", ...) must never show, not even for one frame:
-a MutationObserver installed before the page's first script records every
-navigation entry the sidebar ever shows. Without ``/usr/bin/chromium`` the test
+link pasted into a fresh tab. The page must come up at its own address with
+the app's own menu (``app.py``'s pages: titles and icons), the sidebar status
+block and the page config (tab title, wide layout), without "Page not found",
+and Streamlit's file-list navigation of ``pages/`` ("app", "compare", "model
+data", ...) must never show, not even for one frame: a MutationObserver
+installed before the page's first script records every link the sidebar ever
+shows. Without ``/usr/bin/chromium`` the test
 is skipped, except in CI (``CI=true``), where that is a failure.
 """
 from __future__ import annotations
