@@ -7,6 +7,7 @@ import streamlit as st
 from plint_app.history import history_table, run_label
 from plint_app.jobs import DONE
 from plint_app.links import follow, show_in_address
+from plint_app.navigation import through_app
 from plint_app.project import Project
 from plint_app.resources import embedding_job, seed_bootstrap, stored_run
 from plint_app.run_versus import accuracy_table, comparable, per_class_versus, settings_table
@@ -38,6 +39,8 @@ from plint_core.report.summaries import (
     selection_summary,
     spec_summary,
 )
+
+through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 
 def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:

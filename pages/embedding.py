@@ -7,6 +7,7 @@ from plint_app.drag_map import drag_map, group_payload
 from plint_app.editor import SELECT_MODES
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
+from plint_app.navigation import through_app
 from plint_app.pair_panel import pair_panel
 from plint_app.project import Project
 from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, scatter_view
@@ -26,6 +27,8 @@ from plint_app.ui import (
 )
 from plint_core.errors import PlintError
 from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
+
+through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
 LINKED_KEY = "w_linked_layer"

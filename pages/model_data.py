@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from plint_app.navigation import through_app
 from plint_app.source_panel import source_section
 from plint_app.ui import (
     EMB_SEED_KEY,
@@ -14,6 +15,8 @@ from plint_app.ui import (
     load_project,
     page_link,
 )
+
+through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 WIDE_CLASS_TABLE = 12  # up to this many classes, the counts table lies on its side (one column per class)
 
