@@ -353,7 +353,7 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
         before_whole = None
         for name, model in (("control", control), ("pli", pli)):
             sel = selections[name]
-            _keep(sel, picks[name], picks, model)
+            _keep(sel, picks[name], picks if name == "pli" or config.select != "follow" else None, model)
             if config.select == "best-val" and config.confirm and validation is not None \
                     and validation.whole is not None and sel.step != 0:
                 _confirm(bundle, validation.whole, device, autocast_dtype(device, config.amp), model, config.workers,
@@ -383,12 +383,16 @@ def finetune_one(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: fl
     return model, selection
 
 
-def _keep(selection: Selection, step: int, picks: dict, model: nn.Module) -> None:
-    """Put checkpoint ``step``'s weights into ``model`` and record the pick in ``selection``."""
+def _keep(selection: Selection, step: int, picks: dict | None, model: nn.Module) -> None:
+    """Put checkpoint ``step``'s weights into ``model`` and record the pick in ``selection`` (``picks`` ``None``:
+    the control of a ``follow`` run, which keeps its best validation checkpoint)."""
     cp = next(c for c in selection.recorder.checkpoints if c.step == step)
     model.load_state_dict(selection.kept[step])
-    selection.rule = picks["rule"]
     selection.step, selection.epoch, selection.score = cp.step, cp.epoch, cp.accuracy
+    if picks is None:  # the control under follow: its best validation checkpoint, as a baseline keeps its own
+        selection.rule = "best-val"
+        return
+    selection.rule = picks["rule"]
     selection.pick = {k: v for k, v in picks.items() if k not in ("pli", "control")}
 
 

@@ -384,8 +384,8 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
         "n_train": int(len(source.labels)), **info,
         "baseline": baseline.key_dict() | {"name": baseline.name},
-        "validation": None if validation is None else {"source": validation.source, "n": int(len(validation.labels)),
-                                                       "before": selection.curve[0][1]},
+        "validation": None if validation is None or not selection.curve else
+        {"source": validation.source, "n": int(len(validation.labels)), "before": selection.curve[0][1]},
         "selection": {baseline.kind: selection.to_dict()},
         "spec": spec.to_dict(), "finetune": config.key_dict(),
         "accuracy": {k: e.accuracy for k, e in evals.items()},

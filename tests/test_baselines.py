@@ -72,8 +72,12 @@ def test_upweighting_weights_the_pairs_cross_entropy(tmp_path, digits, demo, dem
     pair = run_intervention(digits, demo, demo_embedding, spec, config, store=store, progress=record)
     result, _, _ = run_baseline(digits, demo, demo_embedding, spec, config, Baseline("upweight", PAIR, weight=3.0),
                                 store=store, progress=record)
-    order = torch.randperm(len(digits.train), generator=torch.Generator().manual_seed(config.seed))[:config.batch_size]
-    rows = order.numpy()
+    from plint_core.validation import held_out_slice
+
+    trained = np.setdiff1d(np.arange(len(digits.train)), held_out_slice(digits.train.labels))  # the path's slice out
+    assert pair.result["n_train"] == len(trained)
+    order = torch.randperm(len(trained), generator=torch.Generator().manual_seed(config.seed))[:config.batch_size]
+    rows = trained[order.numpy()]
     torch.manual_seed(config.seed)
     model = copy.deepcopy(demo.module).train()
     images = digits.train.images
@@ -140,18 +144,25 @@ def test_oversampling_draws_each_hard_point_k_times_a_pass_the_same_way_for_a_se
     margins = softmax_margins(demo, digits.train.images, digits.train.labels)
     hard = hard_examples(margins, digits.train.labels, PAIR, baseline.margin)
     assert 0 < hard.sum() < np.isin(digits.train.labels, PAIR).sum()
-    n = len(digits.train)
-    config = FinetuneConfig(select="last", **{**QUICK, "steps": -(-(n + 2 * int(hard.sum())) // 32)})  # one pass
+    from plint_core.validation import held_out_slice
+
+    trained = np.ones(len(digits.train), bool)
+    trained[held_out_slice(digits.train.labels)] = False  # held out for the path's validation images
+    n = int(trained.sum())
+    hard_trained = hard & trained
+    config = FinetuneConfig(select="last", **{**QUICK, "steps": -(-(n + 2 * int(hard_trained.sum())) // 32)})
     results = []
     for seed, folder in ((0, "a"), (0, "b"), (1, "c")):
         result, _, _ = run_baseline(digits, demo, demo_embedding, spec, replace(config, seed=seed),
                                     baseline, store=RunStore(tmp_path / folder))
         results.append(result)
-    assert results[0]["n_hard"] == hard.sum() and results[0]["rows_per_pass"] == n + 2 * hard.sum()
+    assert results[0]["n_hard"] == hard_trained.sum() and results[0]["rows_per_pass"] == n + 2 * hard_trained.sum()
     drawn = [np.concatenate(r["batches"]) for r in log]
     view = log[0]["source_rows"]
-    counts = np.bincount(view[drawn[0]], minlength=view.max() + 1)[digits.train.images.source_rows()]
-    assert np.array_equal(counts, np.where(hard, 3, 1)), "a pass draws every row once, every hard row 3 times"
+    counts = np.bincount(view[drawn[0]], minlength=digits.train.images.source_rows().max() + 1)[
+        digits.train.images.source_rows()]
+    assert np.array_equal(counts, np.where(hard_trained, 3, np.where(trained, 1, 0))), \
+        "a pass draws every trained row once, every hard row 3 times, none held out"
     assert np.array_equal(drawn[0], drawn[1]), "the same seed draws the same order"
     assert not np.array_equal(drawn[0], drawn[2]), "another seed another"
     assert results[0]["accuracy"] == results[1]["accuracy"] and results[0]["selection"] == results[1]["selection"]
@@ -175,7 +186,7 @@ def test_baselines_keep_their_best_validation_checkpoint_never_chosen_on_test(tm
     assert a["accuracy"]["baseline"] != b["accuracy"]["baseline"], "the test figures did change"
     assert_same_weights(load_file(tmp_path / "real" / "baselines" / a["run_id"] / "baseline.safetensors"),
                         load_file(tmp_path / "scrambled" / "baselines" / b["run_id"] / "baseline.safetensors"))
-    harmful = FinetuneConfig(**{**QUICK, "lr": 0.3, "patience": 2})
+    harmful = FinetuneConfig(**{**QUICK, "lr": 0.3, "patience": 2, "select": "best-val"})
     for kind in ("upweight", "oversample"):
         result, _, _ = run_baseline(digits, demo, demo_embedding, spec, harmful,
                                     Baseline(kind, PAIR, weight=3.0, repeats=4, margin=0.999),
