@@ -9,11 +9,12 @@ fingerprints it records, those fingerprints against the digits and the demo mode
 matches (the demo model, the digits or the t-SNE defaults changed), nothing is imported, the app logs why and
 fits as before; ``tests/test_shipped.py`` fails until the file is made again:
 
-    python -m plint_core.shipped            # fits in a scratch store (about a minute on 2 cores), writes the zip
+    python -m plint_core.shipped            # fits in a scratch store (about 25 s on 2 cores), writes the zip
     python -m plint_core.shipped --check    # says whether the shipped file matches, exit 1 if not
 
 The fit runs with one torch thread, as the test suite does. The archive's bytes depend on its content only
-(fixed entry times).
+(fixed entry times). The same command first writes ``data/digits_test_rows.npy`` again, the digits' split that lets
+the demo load without scikit-learn (:data:`plint_core.data.arrays.DIGITS_TEST_ROWS`).
 """
 from __future__ import annotations
 
@@ -135,6 +136,7 @@ def regenerate(out: str | Path = SHIPPED) -> dict:
 
     import torch
 
+    from .data.arrays import write_digits_test_rows
     from .data.loading import load_data
     from .embedding.parametric_tsne import TSNEConfig
     from .models.sources import load_model
@@ -143,6 +145,7 @@ def regenerate(out: str | Path = SHIPPED) -> dict:
     from .store import RunStore
 
     torch.set_num_threads(1)
+    write_digits_test_rows()
     data, bundle = load_data(DATA), load_model(MODEL)
     with tempfile.TemporaryDirectory(prefix="plint-shipped-") as tmp:
         store = RunStore(tmp)

@@ -142,3 +142,20 @@ def test_an_edited_archive_is_refused_and_nothing_is_written(digits, demo, tmp_p
         import_embedding(rewrite(SHIPPED, tmp_path / "nolatents.zip",
                                  lambda n, d: None if n.endswith("/train.npy") else d), store)
     assert install(store, digits, demo, "logits", TSNEConfig(), archive=tmp_path / "absent.zip").status == "missing"
+
+
+def test_the_digits_load_without_scikit_learn_and_are_the_same_data_set(digits):
+    """``data/digits_test_rows.npy`` is still the split scikit-learn draws, and the demo's data load without
+    importing scikit-learn (in a fresh interpreter: this one may have imported it already)."""
+    import subprocess
+    import sys
+
+    from plint_core.data.arrays import _digits_with_sklearn
+
+    assert digits.fingerprint() == _digits_with_sklearn().fingerprint(), (
+        f"data/digits_test_rows.npy is no longer the digits' split: regenerate it with '{REGENERATE}'")
+    code = ("import sys; from plint_core.data.loading import load_data; d = load_data('digits'); "
+            "print(d.fingerprint(), 'sklearn' in sys.modules, 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    assert out == [digits.fingerprint(), "False", "False"]
