@@ -159,3 +159,26 @@ def test_the_digits_load_without_scikit_learn_and_are_the_same_data_set(digits):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout.split()
     assert out == [digits.fingerprint(), "False", "False"]
+
+
+def test_the_first_visit_imports_neither_scikit_learn_nor_scipy(tmp_path):
+    """Model & data, then the Embedding page, on a fresh store, in a fresh interpreter: the map is drawn without
+    importing scikit-learn or SciPy (1-3 s on the 2-core machine; bench/RESULTS.md, First visit)."""
+    import subprocess
+    import sys
+
+    from app_helpers import APP
+
+    code = f"""
+import os, sys
+os.environ.update(PLINT_RUNS_DIR={str(tmp_path / 'runs')!r}, PLINT_DEVICE="cpu")
+os.environ.pop("PLINT_TSNE_CONFIG", None)
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({APP!r}, default_timeout=120).run()
+at.switch_page("pages/embedding.py").run()
+assert not at.exception and at.get("plotly_chart"), at.exception
+print(sorted(m for m in ("sklearn", "scipy") if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
