@@ -15,6 +15,11 @@ pixel jitter and projected through the t-SNE network fitted once on the real dig
     python bench/bench_app.py            # default t-SNE, 2k/20k/50k, 7 selections each
     python bench/bench_app.py --quick    # small t-SNE preset, 2k/20k, 3 selections each
     add --write to put the figures into bench/RESULTS.md, section "Dashboard"
+
+    python bench/bench_app.py --first-visit [--repeats 3]
+        a newcomer's first visit: ``streamlit run app.py`` on an empty run store (a fresh folder each time),
+        default settings, straight to the Embedding page → first scatter drawn, beside the bare app with as many
+        points (the digits' 1,437 training points), alternating plint and bare; prints, never writes RESULTS.md
 """
 from __future__ import annotations
 
@@ -136,6 +141,50 @@ def measure_reopen(pw, env: dict[str, str], log: Path, repeats: int) -> list[flo
     return times
 
 
+def first_chart(pw, script: str, env: dict[str, str], path: str, log: Path) -> tuple[float, float]:
+    """Launch ``script`` → (server answers its health check, first scatter drawn), seconds from the launch."""
+    server = start_streamlit(script, env, log)
+    try:
+        browser = launch_chromium(pw)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(server.url + path)
+        page.wait_for_function(CHART_READY_JS, timeout=600_000, polling="raf")
+        chart = time.perf_counter() - server.started
+        browser.close()
+    finally:
+        server.stop()
+    return server.ready - server.started, chart
+
+
+def first_visit(repeats: int) -> None:
+    """A newcomer's first visit on a fresh run store, against the bare app with as many points, ``repeats`` times."""
+    import shutil
+
+    from common import machine
+    from playwright.sync_api import sync_playwright
+
+    from plint_core.data.loading import load_data
+
+    n = len(load_data("digits").train)  # the points the Embedding page draws by default (test points hidden)
+    OUT.mkdir(parents=True, exist_ok=True)
+    plint, bare = [], []
+    print(f"first visit, fresh store, {n} points; {machine()}", flush=True)
+    with sync_playwright() as pw:
+        for i in range(repeats):
+            runs = OUT / "first_visit_runs"
+            shutil.rmtree(runs, ignore_errors=True)
+            env = {"PLINT_RUNS_DIR": str(runs), "PLINT_DEVICE": "cpu"}
+            plint.append(first_chart(pw, "app.py", env, "/embedding", OUT / f"first_visit_{i}.log"))
+            bare.append(first_chart(pw, "bench/bare_app.py", {"BENCH_POINTS": str(n)}, "/",
+                                    OUT / f"first_visit_bare_{i}.log"))
+            print(f"  #{i + 1}: plint first chart {plint[-1][1]:.2f} s (health {plint[-1][0]:.2f} s), bare "
+                  f"{bare[-1][1]:.2f} s (health {bare[-1][0]:.2f} s); ratio {plint[-1][1] / bare[-1][1]:.2f}",
+                  flush=True)
+    p, b = [c for _, c in plint], [c for _, c in bare]
+    print(f"first chart on a fresh store: plint {fmt(p)}, bare {fmt(b)}; ratio of medians "
+          f"{statistics.median(p) / statistics.median(b):.2f}", flush=True)
+
+
 def fmt(times: list[float]) -> str:
     return f"{statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f})"
 
@@ -154,7 +203,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="*", help="training points to show (default 2000 20000 50000)")
     parser.add_argument("--repeats", type=int, help="selections per app and size (default 7, quick 3)")
     parser.add_argument("--write", action="store_true", help=f"write the figures into {RESULTS.name}")
+    parser.add_argument("--first-visit", action="store_true",
+                        help="only a newcomer's first visit: first chart on an empty run store, plint vs bare app")
     args = parser.parse_args()
+    if args.first_visit:
+        first_visit(args.repeats or 3)
+        return
     points = args.points or ([2000, 20000] if args.quick else [2000, 20000, 50000])
     repeats = args.repeats or (3 if args.quick else 7)
     # Spelled out even for the default, so the servers use the very config fitted here (and the key matches).

@@ -19,7 +19,7 @@ import streamlit as st
 
 from plint_core.errors import PlintError
 from plint_core.intervention import pair_errors, send_home, separate_classes
-from plint_core.metrics import most_confused_pair
+from plint_core.metrics import confusion_counts, most_confused_pair
 
 from .scatter_view import ScatterView
 from .session import session
@@ -32,10 +32,8 @@ AREA = "pair"
 
 def default_pair(view: ScatterView) -> tuple[int, int]:
     """The class pair the model confuses most on the training points (either direction)."""
-    from sklearn.metrics import confusion_matrix
-
     k = len(view.index.class_names)
-    return most_confused_pair(confusion_matrix(view.train.labels, view.train.preds, labels=list(range(k))))
+    return most_confused_pair(confusion_counts(view.train.labels, view.train.preds, k))
 
 
 def chosen_pair() -> tuple[int, int]:

@@ -36,7 +36,18 @@ def app_config() -> AppConfig:
 
 @st.cache_resource(show_spinner="Loading data and model…", max_entries=4)
 def _load_project(key: str, _config: AppConfig) -> Project:
-    return Project.load(_config)
+    proj = Project.load(_config)
+    install_shipped_embedding(proj)
+    return proj
+
+
+def install_shipped_embedding(proj: Project):
+    """Put the digits demo's shipped default embedding (:mod:`plint_core.shipped`) into the run store if this is
+    the demo project and the store lacks it, so a first visit draws the map without a t-SNE fit. A shipped file
+    that no longer matches is logged and left out: the embedding is then fitted as before."""
+    from plint_core.shipped import install_logged
+
+    return install_logged(proj.store, proj.base_data, proj.bundle, proj.default_layer, proj.config.tsne)
 
 
 def project() -> Project:

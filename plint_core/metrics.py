@@ -38,6 +38,16 @@ def evaluate(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> Eva
                       p, r, f, s)
 
 
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """The confusion matrix (rows: true class, columns: predicted), as scikit-learn's ``confusion_matrix`` with
+    ``labels=range(n_classes)`` gives it, in NumPy: no scikit-learn import (a second or more) where only the counts
+    are needed, e.g. on the first page a visitor opens."""
+    labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
+    keep = (labels >= 0) & (labels < n_classes) & (predictions >= 0) & (predictions < n_classes)
+    flat = labels[keep] * n_classes + predictions[keep]
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
 def most_confused_pair(confusion: np.ndarray) -> tuple[int, int]:
     """The class pair ``(i, j)``, ``i < j``, with most confusions in either direction."""
     sym = confusion + confusion.T

@@ -41,12 +41,21 @@ def make_npz_arrays(n_per_class: int = 12, n_classes: int = 3, size: int = 8, se
 
 @pytest.fixture(scope="session")
 def demo_runs(tmp_path_factory, digits, demo):
-    """A runs folder holding the default embedding of the demo model on digits (fitted once per session)."""
+    """A runs folder holding the default embedding of the demo model on digits and its latents: the shipped
+    ``data/demo_embedding.zip`` imported (:mod:`plint_core.shipped`), so the suite never fits it and every machine
+    tests against the same bytes. Should the shipped file be out of date (tests/test_shipped.py says so), the
+    embedding is fitted here instead, as before."""
+    from plint_core.embedding.parametric_tsne import TSNEConfig
+    from plint_core.latents import list_layers, pick_default
     from plint_core.pipeline import prepare_embedding
+    from plint_core.shipped import install
     from plint_core.store import RunStore
 
     root = tmp_path_factory.mktemp("demo_runs")
-    prepare_embedding(digits, demo, seed=0, store=RunStore(root), device="cpu")
+    store = RunStore(root)
+    outcome = install(store, digits, demo, pick_default(list_layers(demo)), TSNEConfig())
+    if outcome.status != "imported":
+        prepare_embedding(digits, demo, seed=0, store=store, device="cpu")
     return root
 
 

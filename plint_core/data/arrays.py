@@ -19,16 +19,69 @@ from .images import Images, array_images
 from .npz import open_npz
 
 DIGITS = "digits"
+DIGITS_TEST_ROWS = Path(__file__).resolve().parents[2] / "data" / "digits_test_rows.npy"
+"""The rows of the digits' test split, as :func:`from_images_labels` draws them (scikit-learn's stratified
+``train_test_split`` with :data:`SPLIT_SEED`), kept so that the demo loads without importing scikit-learn (and
+SciPy): a second or more of a first visit on a small machine. tests/test_shipped.py checks they are still those
+rows; ``python -m plint_core.shipped`` writes them again (:func:`write_digits_test_rows`)."""
 
 
 def load_digits() -> Dataset:
-    """scikit-learn's 1,797 handwritten digits (8×8, 10 classes), split 80/20."""
+    """scikit-learn's 1,797 handwritten digits (8×8, 10 classes), split 80/20.
+
+    Read straight from scikit-learn's ``digits.csv.gz`` and split by :data:`DIGITS_TEST_ROWS`, without importing
+    scikit-learn; the same data set (same fingerprint) as through scikit-learn, which is the way taken when the
+    file or the rows are not where they are expected.
+    """
+    fast = _digits_without_sklearn()
+    if fast is not None:
+        return fast
+    return _digits_with_sklearn()
+
+
+def _digits_with_sklearn() -> Dataset:
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
     images = (bunch.images / 16.0).astype(np.float32)
     return from_images_labels(DIGITS, array_images(images, "digits"), bunch.target,
                               tuple(str(c) for c in bunch.target_names))
+
+
+def _digits_csv() -> Path | None:
+    """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing scikit-learn."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def _digits_without_sklearn() -> Dataset | None:
+    import gzip
+
+    path = _digits_csv()
+    if path is None or not DIGITS_TEST_ROWS.is_file():
+        return None
+    try:
+        with gzip.open(path, mode="rt", encoding="utf-8") as f:
+            table = np.loadtxt(f, delimiter=",")
+        test_rows = np.load(DIGITS_TEST_ROWS, allow_pickle=False).astype(np.int64)
+    except (OSError, ValueError):
+        return None
+    if table.shape != (1797, 65) or test_rows.ndim != 1 or len(test_rows) != 360:
+        return None
+    target = table[:, -1].astype(int)
+    images = (table[:, :-1].reshape(-1, 8, 8) / 16.0).astype(np.float32)
+    train_rows = np.setdiff1d(np.arange(len(target)), test_rows)
+    return _split_by_rows(DIGITS, array_images(images, "digits"), _to_labels(target, "labels"),
+                          tuple(str(c) for c in range(10)), train_rows, np.sort(test_rows))
 
 
 def load_npz(path: str | Path) -> Dataset:
@@ -91,14 +144,31 @@ def from_images_labels(name: str, images: Images, labels: np.ndarray, names: tup
         raise PlintError(f"{name!r}: class(es) {rare} have fewer than 2 samples, too few to split into train and test")
     idx = np.arange(len(labs))
     train_idx, test_idx = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labs)
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    return _split_by_rows(name, images, labs, class_names, np.sort(train_idx), np.sort(test_idx))
 
+
+def _split_by_rows(name: str, images: Images, labs: np.ndarray, class_names: tuple[str, ...], train_idx: np.ndarray,
+                   test_idx: np.ndarray) -> Dataset:
     def split(rows: np.ndarray) -> Split:
         return Split(images.subset(rows), labs[rows], np.arange(len(rows), dtype=np.int64))
 
     ds = Dataset(name, class_names, split(train_idx), split(test_idx))
     _check_classes(ds)
     return ds
+
+
+def write_digits_test_rows(out: Path = DIGITS_TEST_ROWS) -> np.ndarray:
+    """Draw the digits' split through scikit-learn as :func:`from_images_labels` does and keep its test rows in
+    ``out`` (see :data:`DIGITS_TEST_ROWS`); returns them."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    labels = _to_labels(sk_digits().target, "labels")
+    _, test = train_test_split(np.arange(len(labels)), test_size=TEST_FRACTION, random_state=SPLIT_SEED,
+                               stratify=labels)
+    rows = np.sort(test).astype(np.int16)
+    np.save(out, rows)
+    return rows
 
 
 def _to_labels(labels: np.ndarray, what: str) -> np.ndarray:

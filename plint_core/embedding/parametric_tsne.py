@@ -34,15 +34,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .affinities import knn_affinities
+if TYPE_CHECKING:  # SciPy (the affinities) is imported by a fit only: loading a fitted map needs none of it
+    import scipy.sparse as sp
 
 __all__ = ["ParametricTSNE", "TSNEConfig"]
 
@@ -427,6 +427,8 @@ class ParametricTSNE:
         n_total = len(X)
         if len(X) > cfg.max_fit_points:
             X = X[np.sort(rng.choice(len(X), cfg.max_fit_points, replace=False))]
+
+        from .affinities import knn_affinities
 
         report("affinities", 0.0)
         aff = knn_affinities(X, cfg.perplexity)
