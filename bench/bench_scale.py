@@ -19,7 +19,7 @@ given to the CLI and to the engine:
   ``forward_pass`` over the memory-mapped file vs. a ``no_grad`` loop over the
   same uint8 rows in memory, converted per batch the same way, with a hook on
   ``avgpool``; plint's inference batch size), and seconds per fine-tuning step
-  (the PLI run of ``finetune_pair`` vs. a loop doing the same work per step:
+  (the PLI run of ``finetune_one``, ``finetune_pair``'s loop, vs. a loop doing the same work per step:
   CE, the frozen embedder on the hooked latents, ``(1-λ)·CE + λ·embed`` with
   λ = 0.1, backward, Adam). Each side runs ``--steps`` timed batches after 2
   warm-up batches, the two sides alternately ``--rounds`` times; a side's time
@@ -48,7 +48,6 @@ import json
 import math
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -69,12 +68,11 @@ from torch import nn
 
 from plint_core.data.dataset import Split
 from plint_core.device import autocast_dtype, resolve_device, set_threads
-from plint_core.errors import RunCancelled
 from plint_core.finetune import (
     FinetuneConfig,
     Progress,
     TrainingBatchSource,
-    finetune_pair,
+    finetune_one,
 )
 from plint_core.inputs import open_inputs
 from plint_core.latents import forward_pass, inference_batch_size, uses_convolutions
@@ -237,27 +235,21 @@ def embedder() -> nn.Module:
 
 def finetune_speed(bundle, train: Split, stored: np.ndarray, steps: int, batch: int, rounds: int,
                    device: torch.device) -> dict:
-    """Seconds per step of plint's PLI run (``finetune_pair``; its control is cancelled) and of the plain loop."""
+    """Seconds per step of plint's PLI run (``finetune_one``, the loop of ``finetune_pair``, with the paper's
+    weighting as the plain loop has it) and of the plain loop."""
     rows = np.arange((steps + WARMUP) * batch) % len(train)
     sub = train.subset(rows)
     targets = np.random.default_rng(0).normal(size=(len(rows), 2)).astype(np.float32)
-    config = FinetuneConfig(lam=LAM, epochs=1, batch_size=batch, device=device.type)
+    config = FinetuneConfig(lam=LAM, epochs=1, batch_size=batch, device=device.type, weighting="paper", select="last")
 
     def plint() -> list[float]:
         stamps: list[float] = []
-        done = threading.Event()
 
         def progress(p: Progress) -> None:
-            if p.run == "pli":
-                stamps.append(time.perf_counter())
-                if p.step == p.steps:
-                    done.set()  # the control run stops at its first step
+            stamps.append(time.perf_counter())
 
-        try:
-            finetune_pair(bundle, LAYER, embedder(), 1.0, TrainingBatchSource(sub.images, sub.labels, targets),
-                          config, progress=progress, cancel=done)
-        except RunCancelled:
-            pass
+        finetune_one(bundle, LAYER, embedder(), 1.0, TrainingBatchSource(sub.images, sub.labels, targets), config,
+                     run="pli", lam=LAM, progress=progress)
         return stamps
 
     def plain() -> list[float]:

@@ -9,6 +9,7 @@ from plint_app.jobs import DONE
 from plint_app.links import follow, show_in_address
 from plint_app.navigation import through_app
 from plint_app.project import Project
+from plint_app.replay_panel import replay_panel
 from plint_app.resources import embedding_job, seed_bootstrap, stored_run
 from plint_app.run_versus import accuracy_table, comparable, per_class_versus, settings_table
 from plint_app.seeds import pair_summary, seed_group
@@ -298,8 +299,7 @@ if weights is not None:
                        file_name=f"plint_{run_id}{step_name}.safetensors", mime="application/octet-stream",
                        icon=":material/download:", help="The PLI checkpoint picked above.")
 else:
-    c1.caption(f"The weights of step {picked:,} were not stored (a model this large keeps only the checkpoints a "
-               "rule picks); its figures are shown. Pick the ★ to download the run's own weights.")
+    replay_panel(proj, run_id, picked, c1)
 if sidecar is not None and sidecar.is_file():
     c1.download_button("Model sidecar (JSON)", sidecar.read_bytes(), file_name=f"plint_{run_id}.json",
                        mime="application/json", icon=":material/download:",

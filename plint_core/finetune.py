@@ -41,7 +41,7 @@ from .errors import PlintError, RunCancelled
 from .latents import as_images, capture, inference_batch_size, model_input, uses_convolutions
 from .models.exclusive import exclusive
 from .models.spec import ModelBundle
-from .path import Checkpoint, EditProbe, PathRecorder
+from .path import EditProbe, PathRecorder
 from .pick import PICK_RULES, TOLERANCE, candidates, pick_steps, reference_accuracy
 from .validation import Selection, Selector, eval_steps, stratified_sample
 

@@ -124,3 +124,35 @@ def test_a_pick_changes_what_is_shown_and_the_rule_pick_changes_nothing(recorded
     assert r["accuracy"] == load_run(RunStore(run.directory.parent.parent), run.run_id).result["accuracy"]
     with pytest.raises(ValueError, match="not a checkpoint"):
         picked_view(r, table, arrays, 7)
+
+
+def test_a_large_models_unstored_checkpoint_is_recomputed_bit_for_bit(tmp_path, monkeypatch, digits, demo,
+                                                                       demo_embedding):
+    """Over the weights budget a run keeps only the checkpoints a rule can pick; any other is recomputed by
+    training again up to its step: on the same machine the very weights, whose test predictions are the path's."""
+    import plint_core.finetune as finetune_module
+    from safetensors.torch import load_file
+
+    from plint_core.replay import replay_checkpoint
+
+    one = sum(v.numel() * v.element_size() for v in demo.module.state_dict().values())
+    monkeypatch.setattr(finetune_module, "CHECKPOINT_BUDGET_BYTES", one)  # as if each checkpoint were huge
+    config = FinetuneConfig(steps=200, evaluations=4, device="cpu")
+    run = run_intervention(digits, demo, demo_embedding, SPEC, config, store=RunStore(tmp_path))
+    kept = run.result["path"]["stored_weights"]
+    missing = [c["step"] for c in run.result["path"]["pli"] if c["step"] not in kept]
+    assert 0 in kept and 200 in kept and run.result["selection"]["pli"]["step"] in kept and missing
+    step = missing[0]
+    assert checkpoint_weights(run.directory, step) is None and run.weights(step) is None
+    replayed = replay_checkpoint(digits, demo, demo_embedding, run, step, device="cpu")
+    assert replayed.exact and replayed.path == checkpoint_weights(run.directory, step) == run.weights(step)
+    # a stored checkpoint recomputed gives its bytes' weights exactly: the replay is the run's own training
+    last = checkpoint_weights(run.directory, 200)
+    stored = load_file(last)
+    last.unlink()
+    again = replay_checkpoint(digits, demo, demo_embedding, run, 200, device="cpu")
+    fresh = load_file(again.path)
+    for k in stored:
+        torch.testing.assert_close(fresh[k], stored[k], rtol=0, atol=0)
+    with pytest.raises(Exception, match="no checkpoint at step 7"):
+        replay_checkpoint(digits, demo, demo_embedding, run, 7, device="cpu")

@@ -23,7 +23,7 @@ from ..finetune import FinetuneConfig, Progress
 from ..intervention import InterventionSpec
 from ..models.sources import ModelOptions
 
-__all__ = ["EMBEDDING_STAGES", "EmbeddingTask", "Outcome", "Report", "RunTask", "Source", "Task"]
+__all__ = ["EMBEDDING_STAGES", "EmbeddingTask", "Outcome", "ReplayTask", "Report", "RunTask", "Source", "Task"]
 
 Report = Callable[[str, float, Any], None]
 """``report(stage, fraction of the whole task in [0, 1], detail)``."""
@@ -143,6 +143,40 @@ class RunTask:
         res = run_intervention(inputs.data, inputs.bundle, emb, self.spec, self.finetune, store=_store(self.store),
                                progress=progress, cancel=cancel, executor=self.executor)
         return Outcome(res.run_id, res.cache_hit, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class ReplayTask:
+    """Recompute the PLI weights of checkpoint ``step`` of the stored run ``run_id``
+    (:func:`plint_core.replay.replay_checkpoint`) and store them with the run; returns the run id."""
+
+    source: Source
+    store: str
+    run_id: str
+    step: int
+    device: str = "auto"
+    kind: str = field(default="replay", init=False)
+
+    @property
+    def label(self) -> str:
+        return f"weights of step {self.step} of run {self.run_id}"
+
+    def run(self, report: Report, cancel: threading.Event) -> Outcome:
+        from ..pipeline import load_embedding, load_run
+        from ..replay import replay_checkpoint
+
+        started = time.perf_counter()
+        inputs = self.source.open()
+        store = _store(self.store)
+        run = load_run(store, self.run_id, cache_hit=False)
+        emb = load_embedding(store, run.result["embedding_key"])
+
+        def progress(p: Progress) -> None:
+            report("replay", p.fraction, p)
+
+        replay_checkpoint(inputs.data, inputs.bundle, emb, run, self.step, device=self.device, progress=progress,
+                          cancel=cancel)
+        return Outcome(self.run_id, False, time.perf_counter() - started)
 
 
 def _store(root: str):
