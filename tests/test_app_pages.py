@@ -521,6 +521,42 @@ def test_compare_draws_the_trade_off_path_and_a_pick_changes_what_follows(app_en
     assert labels[0] == "Fine-tuned weights (safetensors)", "step 0's weights are stored too"
 
 
+def test_compare_recomputes_a_checkpoint_a_large_model_did_not_keep(app_environment, monkeypatch):
+    """A run over the weights budget keeps only the checkpoints a rule can pick; picking another on Compare offers
+    to recompute its weights, a worker does, and its download appears."""
+    import time
+
+    import plint_core.finetune as finetune_module
+    from plint_app.config import AppConfig
+    from plint_app.project import Project
+    from plint_core.pipeline import run_intervention
+
+    project = Project.load(AppConfig.from_env())
+    one = sum(v.numel() * v.element_size() for v in project.bundle.module.state_dict().values())
+    monkeypatch.setattr(finetune_module, "CHECKPOINT_BUDGET_BYTES", one)
+    spec = InterventionSpec((Move(Selection(classes=(RUN_CLASS,)), RUN_TRANSLATE),))
+    run = run_intervention(project.data, project.bundle, project.embedding(project.default_layer, 0), spec,
+                           FinetuneConfig(epochs=TEST_EPOCHS, device="cpu", seed=7), store=project.store)
+    missing = [c["step"] for c in run.result["path"]["pli"] if c["step"] not in run.result["path"]["stored_weights"]]
+    assert missing
+    at = start()
+    session_data(at).current_run_id = run.run_id
+    at.switch_page("pages/compare.py").run()
+    at.select_slider(key=f"w_pick_{run.run_id}").set_value(missing[0]).run()
+    assert "Fine-tuned weights (safetensors)" not in [d.label for d in at.get("download_button")]
+    assert any("were not stored" in c for c in texts(at.caption))
+    at.button(key=f"w_replay_{run.run_id}_{missing[0]}").click().run()
+    job = at.session_state["_plint_replay_jobs"][(run.run_id, missing[0])]
+    assert job.wait(300) and job.status == "done", job.user_error()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "Fine-tuned weights (safetensors)" not in \
+            [d.label for d in at.get("download_button")]:
+        at.run()
+    assert not at.exception and "Fine-tuned weights (safetensors)" in [d.label for d in at.get("download_button")]
+    assert json.loads((run.directory / "checkpoints" / f"pli-{missing[0]:07d}.replay.json").read_text())[
+        "differing_test_predictions"] == 0, "recomputed in the worker: the path's own checkpoint"
+
+
 def test_a_deep_link_to_an_unknown_checkpoint_says_so(app_environment, stored_run):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["run"] = stored_run.run_id
