@@ -18,6 +18,13 @@ from plint_core.data.loading import load_data
 from plint_core.models.sources import load_model
 
 
+def pytest_configure(config):
+    # Registered here, not in an ini file, so that `python -m pytest -q` finds its rootdir and tests as before.
+    config.addinivalue_line(
+        "markers", "numerics: asserts on a trained, fine-tuned or fitted figure, or on floats being equal; "
+        ".ci/run also runs these under ATEN_CPU_CAPABILITY=avx2 and =default (`python -m pytest -q -m numerics`)")
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_data("digits")
