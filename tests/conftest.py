@@ -10,7 +10,8 @@ import torch
 # One torch thread in the tests and in every process they start (CLI, streamlit): the
 # suite runs the app server, the browser and the engine side by side on 2 cores, where
 # competing thread pools make small-model steps many times slower. It also fixes float
-# reduction order, so a refit in a subprocess matches the in-process fit bit for bit.
+# reduction order, so a refit in a subprocess matches the in-process fit bit for bit: on the same machine and
+# kernels (a subprocess inherits ATEN_CPU_CAPABILITY); another CPU's kernels give other bits (marker `numerics`).
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
