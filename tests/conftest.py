@@ -10,12 +10,20 @@ import torch
 # One torch thread in the tests and in every process they start (CLI, streamlit): the
 # suite runs the app server, the browser and the engine side by side on 2 cores, where
 # competing thread pools make small-model steps many times slower. It also fixes float
-# reduction order, so a refit in a subprocess matches the in-process fit bit for bit.
+# reduction order, so a refit in a subprocess matches the in-process fit bit for bit: on the same machine and
+# kernels (a subprocess inherits ATEN_CPU_CAPABILITY); another CPU's kernels give other bits (marker `numerics`).
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 from plint_core.data.loading import load_data
 from plint_core.models.sources import load_model
+
+
+def pytest_configure(config):
+    # Registered here, not in an ini file, so that `python -m pytest -q` finds its rootdir and tests as before.
+    config.addinivalue_line(
+        "markers", "numerics: asserts on a trained, fine-tuned or fitted figure, or on floats being equal; "
+        ".ci/run also runs these under ATEN_CPU_CAPABILITY=avx2 and =default (`python -m pytest -q -m numerics`)")
 
 
 @pytest.fixture(scope="session")

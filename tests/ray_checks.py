@@ -28,7 +28,8 @@ import time
 import traceback
 from pathlib import Path
 
-os.environ["OMP_NUM_THREADS"] = "1"  # as the test suite: one torch thread, so results are bit for bit the same
+# As the test suite: one torch thread, so results are bit for bit the same (on the same machine and kernels).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

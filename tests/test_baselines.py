@@ -36,7 +36,9 @@ def assert_same_weights(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+@pytest.mark.numerics
 def test_weight_one_and_one_repeat_are_the_control_bit_for_bit(tmp_path, digits, demo, demo_embedding, spec):
+    # Bit for bit on the same machine and kernels: the control and the baselines are trained here, one after another.
     store = RunStore(tmp_path)
     config = FinetuneConfig(**QUICK)
     pair = run_intervention(digits, demo, demo_embedding, spec, config, store=store)
@@ -130,6 +132,7 @@ class Recording:
             yield batch
 
 
+@pytest.mark.numerics
 def test_oversampling_draws_each_hard_point_k_times_a_pass_the_same_way_for_a_seed(tmp_path, monkeypatch, digits,
                                                                                    demo, demo_embedding, spec):
     log: list[dict] = []
@@ -168,6 +171,7 @@ def test_oversampling_draws_each_hard_point_k_times_a_pass_the_same_way_for_a_se
     assert results[0]["accuracy"] == results[1]["accuracy"] and results[0]["selection"] == results[1]["selection"]
 
 
+@pytest.mark.numerics
 def test_baselines_keep_their_best_validation_checkpoint_never_chosen_on_test(tmp_path, digits, demo, demo_embedding,
                                                                              spec):
     """Scrambled test labels change the reported figures, not the kept weights; a harmful learning rate is caught by
@@ -232,6 +236,7 @@ def _cli(tmp_path, spec, *argv):
                           capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=300)
 
 
+@pytest.mark.numerics
 def test_cli_runs_a_baseline_and_writes_its_result(tmp_path, spec):
     import json
 

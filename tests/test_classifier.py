@@ -33,7 +33,11 @@ def trained(bands):
     return train_classifier(bands, TrainConfig(epochs=15, seed=3, device="cpu"))
 
 
+@pytest.mark.numerics
 def test_training_learns_and_is_reproducible(bands, trained):
+    # Reproducible for a seed: bitwise (the fingerprint) on the same machine and kernels, both trainings here; the
+    # weights' bytes differ between kernel sets (default vs avx2/avx512 measured). Test accuracy 1.0 measured for
+    # seeds 0-3 under ATEN_CPU_CAPABILITY default, avx2 and avx512 (2026-12-03): the bands are trivially separable.
     assert (predict(trained, bands.test.images) == bands.test.labels).mean() == 1.0
     again = train_classifier(bands, TrainConfig(epochs=15, seed=3, device="cpu"))
     assert again.fingerprint == trained.fingerprint
@@ -56,7 +60,9 @@ def test_save_and_load_round_trip(tmp_path, bands, trained, suffix):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, sidecar_path(path).name])
 
 
+@pytest.mark.numerics
 def test_demo_model_is_accurate_on_digits(digits, demo):
+    # Shipped weights, forward pass only: 0.9833 (354 of 360) under ATEN_CPU_CAPABILITY default, avx2 and avx512.
     assert demo.source == "demo"
     accuracy = (predict(demo, digits.test.images) == digits.test.labels).mean()
     assert accuracy > 0.95

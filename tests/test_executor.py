@@ -133,8 +133,11 @@ def test_workers_setting(monkeypatch):
     assert default_slots() == 1  # no GPU here
 
 
+@pytest.mark.numerics
 def test_a_digits_run_in_a_worker_equals_one_in_this_process(tmp_path, digits, demo):
     """The same spec and seed give the same stored result through a worker process as in-process."""
+    # Equal floats across processes: bitwise on the same machine and kernels (the worker inherits
+    # ATEN_CPU_CAPABILITY and runs one torch thread, as this process does); not a promise across machines.
     from plint_core.embedding.parametric_tsne import TSNEConfig
     from plint_core.finetune import FinetuneConfig
     from plint_core.intervention import separate_classes
@@ -143,7 +146,8 @@ def test_a_digits_run_in_a_worker_equals_one_in_this_process(tmp_path, digits, d
     from plint_core.store import RunStore
 
     tsne = TSNEConfig(n_iter=60, early_exaggeration_iter=20, pca_iter=10, n_landmarks=0, hidden=(32,))
-    config = FinetuneConfig(epochs=2, seed=3, device="cpu")
+    # One epoch on a 400-point subset (the moved classes 3 and 8 among them): the check is the equality, not the run.
+    config = FinetuneConfig(epochs=1, seed=3, train_points=400, device="cpu")
     here = RunStore(tmp_path / "here")
     emb = prepare_embedding(digits, demo, seed=1, config=tsne, store=here, device="cpu")
     spec = separate_classes(emb.train_xy, digits.train.labels, 3, 8, distance=emb.scale)

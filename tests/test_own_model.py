@@ -216,6 +216,8 @@ def test_open_inputs_fills_from_the_data_and_fits_the_images(files):
 
 
 SPEC = {"moves": [{"select": {"classes": ["banana"]}, "translate": [3.0, 0.0], "contract": 0.8}]}
+SMALL_TSNE = '{"n_iter": 200, "early_exaggeration_iter": 50, "pca_iter": 25}'
+"""The own-model CLI checks are about inputs and layers, not the map: a short fit of the 36 images."""
 
 
 def _embed_and_run(tmp_path, capsys, model_args, data, layer=None):
@@ -223,10 +225,12 @@ def _embed_and_run(tmp_path, capsys, model_args, data, layer=None):
     common = ["--data", str(data), *model_args, "--runs-dir", str(runs), "--device", "cpu"]
     if layer:
         common += ["--layer", layer]
-    assert main(["embed", *common, "--out", str(out / "emb")]) == 0, capsys.readouterr().err
+    assert main(["embed", *common, "--tsne-config", SMALL_TSNE, "--out", str(out / "emb")]) == 0, \
+        capsys.readouterr().err
     table = pd.read_csv(out / "emb" / "embedding.csv")
     (tmp_path / "spec.json").write_text(json.dumps(SPEC))
-    assert main(["run", *common, "--spec", str(tmp_path / "spec.json"), "--epochs", "1", "--batch-size", "16",
+    assert main(["run", *common, "--tsne-config", SMALL_TSNE, "--spec", str(tmp_path / "spec.json"), "--epochs", "1",
+                 "--batch-size", "16",
                  "--out", str(out / "run")]) == 0, capsys.readouterr().err
     result = json.loads((out / "run" / "result.json").read_text())
     assert set(result["accuracy"]) == {"before", "after", "control"} and result["n_moved"] > 0

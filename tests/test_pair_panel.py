@@ -26,7 +26,10 @@ def click(at: AppTest, label: str) -> AppTest:
     return at
 
 
+@pytest.mark.numerics
 def test_pair_panel_pushes_apart_sends_home_selects_and_undoes(app_environment):
+    # The push's gain depends on the fitted map: measured 0.89-0.91 of a scale (the app's t-SNE preset, seeds 0-2,
+    # ATEN_CPU_CAPABILITY default / avx2 / avx512, 2026-12-03; the pair is (0, 4) in all), bound 0.5.
     at = start()
     view = sess_view(at)
     labels, preds = view.train.labels, view.train.preds

@@ -14,6 +14,12 @@ from plint_core.embedding.parametric_tsne import ParametricTSNE, TSNEConfig
 from plint_core.embedding.quality import embedding_quality
 from plint_core.latents import extract_latents
 
+# The fitted coordinates depend on torch's CPU kernels (ATEN_CPU_CAPABILITY: default, avx2, avx512 pick other
+# reduction orders; avx2 and avx512 gave the same bits here, default others): the quality tests below hold with a
+# margin over kernels and seeds (the figures measured are in each test); the equality tests compare fits made in
+# this process, bitwise on the same machine and kernels.
+NUMERICS = pytest.mark.numerics
+
 # Small but real: enough steps on digits for a good embedding, a few seconds on one core.
 FAST = TSNEConfig(n_iter=250, early_exaggeration_iter=60, pca_iter=25, n_landmarks=256, landmark_min_points=0,
                   hidden=(128, 64))
@@ -77,7 +83,10 @@ def test_perplexity_clamped_for_few_points():
 
 
 # ---------------------------------------------------------------------- fit
+@NUMERICS
 def test_embedding_separates_classes(fitted, latents):
+    # Measured (FAST, seeds 0-3, ATEN_CPU_CAPABILITY default / avx2 / avx512, 2026-12-03): knn_acc10 0.986-0.992,
+    # trustworthiness5 0.986-0.989, knn_recall10 0.489-0.517; the bounds leave 0.03, 0.03 and 0.18 below the lowest.
     est, _ = fitted
     X, y = latents["train"], latents["train_labels"]
     Y = est.transform(X)
@@ -88,21 +97,27 @@ def test_embedding_separates_classes(fitted, latents):
     assert q["knn_recall10"] > 0.3, q
 
 
+@NUMERICS
 def test_raw_pixels_embed_well(digits_xy):
     X, y = digits_xy[0][:800], digits_xy[1][:800]
     est = ParametricTSNE(TSNEConfig(**{**FAST.to_dict(), "n_landmarks": 0, "n_iter": 150}), random_state=0)
     q = embedding_quality(X, est.fit_transform(X), y)
     # 150 steps on 64-D pixels, no landmarks: a smoke check that the plain MLP path embeds
     # sensibly (chance is 0.1); the quality goals are checked on latents by bench/bench_ptsne.py.
+    # Measured (seeds 0-3, ATEN_CPU_CAPABILITY default / avx2 / avx512): knn_acc10 0.931-0.965, trustworthiness5
+    # 0.963-0.971: 0.08 and 0.06 above the bounds.
     assert q["knn_acc10"] > 0.85 and q["trustworthiness5"] > 0.9, q
 
 
+@NUMERICS
 def test_new_points_land_near_their_class(fitted, latents):
+    # Measured (seeds 0-3, three kernel sets): 0.944-0.956 of the test points, 0.04 above the bound.
     est, _ = fitted
     knn = KNeighborsClassifier(10).fit(est.transform(latents["train"]), latents["train_labels"])
     assert knn.score(est.transform(latents["test"]), latents["test_labels"]) > 0.9
 
 
+@NUMERICS
 def test_fit_attributes_and_progress(fitted, latents):
     est, stages = fitted
     assert est.n_features_in_ == 10 and est.fit_seconds_ > 0
@@ -114,14 +129,19 @@ def test_fit_attributes_and_progress(fitted, latents):
         assert fracs[0] == 0.0 and fracs[-1] == 1.0 and fracs == sorted(fracs)
 
 
+@NUMERICS
 def test_fit_transform_equals_transform():
+    # Bitwise: both fits run in this process, on the same machine and kernels.
     X = _blobs()
     a = ParametricTSNE(TINY, random_state=3).fit_transform(X)
     b = ParametricTSNE(TINY, random_state=3).fit(X).transform(X)
     np.testing.assert_array_equal(a, b)
 
 
+@NUMERICS
 def test_same_seed_identical_other_seed_different():
+    """Reproducible for a seed: bitwise on the same machine and kernels (both fits run in this process); another
+    CPU's kernels give other bits, which the quality tests above allow for."""
     X = _blobs()
     a = ParametricTSNE(TINY, random_state=1).fit_transform(X)
     b = ParametricTSNE(TINY, random_state=1).fit_transform(X)
@@ -180,6 +200,7 @@ def test_projected_data_runs_more_steps():
 
 
 # ------------------------------------------------------------ module & I/O
+@NUMERICS
 def test_module_is_frozen_and_differentiable(fitted, latents):
     est, _ = fitted
     X = latents["test"]
@@ -190,11 +211,14 @@ def test_module_is_frozen_and_differentiable(fitted, latents):
     assert out.shape == (5, 2)
     out[:, 0].sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    # The module includes the standardisation: it reproduces transform() on raw inputs.
+    # The module includes the standardisation: it reproduces transform() on raw inputs (measured: equal to the
+    # last bit under ATEN_CPU_CAPABILITY default, avx2 and avx512; the tolerance allows another batching).
     np.testing.assert_allclose(out.detach().numpy(), est.transform(X[:5]), rtol=1e-6, atol=1e-5)
 
 
+@NUMERICS
 def test_save_load_bit_identical(fitted, latents, tmp_path):
+    # Bitwise: the loaded weights are the saved bytes, both transforms run here on the same kernels.
     est, _ = fitted
     X = np.concatenate([latents["train"], latents["test"]])
     target = tmp_path / "emb"

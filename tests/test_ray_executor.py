@@ -243,7 +243,10 @@ def _ok(results: dict, name: str) -> dict:
 
 def test_a_digits_run_through_ray_equals_one_in_this_process(ray_results):
     """PLINT_EXECUTOR=ray, PLINT_RAY_ADDRESS=auto: the same spec and seed store the same metrics as a run here, and
-    result.json says it ran on Ray."""
+    result.json says it ran on Ray. Equal floats across processes hold bitwise because the Ray worker runs on this
+    machine, with its kernels (it inherits ATEN_CPU_CAPABILITY through `ray start`) and one torch thread; not a promise
+    across the machines of a real cluster. Not marked ``numerics``: starting the cluster costs more than the rest of
+    that subset."""
     assert ray_results["factory"] == {"type": "RayExecutor", "gpus": 0, "cpus": 1}
     run = _ok(ray_results, "digits")
     assert run["state"] == "done" and run["run_id"] == run["local_run_id"] and not run["cache_hit"]

@@ -383,7 +383,9 @@ class ParametricTSNE:
         Hyper-parameters; ``None`` means ``TSNEConfig()``.
     random_state : int or None
         Seed of the fit subsample, landmarks, weight initialisation, batches and
-        negative sampling.  Same ``X``, config and seed on CPU → identical fit.
+        negative sampling.  Same ``X``, config and seed on CPU → identical fit, bitwise on the same machine,
+        kernels (``ATEN_CPU_CAPABILITY``) and torch thread count; another CPU's kernels give slightly other
+        coordinates of the same quality.
     device : str, default "cpu"
         Torch device ("cpu" or "cuda") for fitting and transforming.
 
