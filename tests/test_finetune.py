@@ -36,6 +36,7 @@ def _distance(module, demo, embedder, source, moved):
     return float(np.linalg.norm(y - source.targets[moved], axis=1).mean())
 
 
+@pytest.mark.numerics
 def test_pli_follows_targets_and_control_does_not(demo, setup):
     embedder, source, moved, scale = setup
     cfg = FinetuneConfig(lam=0.5, epochs=4, lr=1e-3, batch_size=32, seed=0, device="cpu", weighting="scaled")
@@ -92,6 +93,7 @@ def test_bad_hyper_parameters(kwargs, message):
         FinetuneConfig(**kwargs)
 
 
+@pytest.mark.numerics
 def test_same_spec_and_seed_give_identical_runs(digits, demo, tmp_path):
     """Two runs of one spec and seed on the CPU, each computed in its own store: identical metrics and weights."""
     from plint_core.embedding.parametric_tsne import TSNEConfig
@@ -130,6 +132,7 @@ def test_embed_on_moved_ignores_the_targets_of_unmoved_points(demo, setup):
         finetune_pair(demo, "logits", embedder, scale, source, FinetuneConfig(epochs=1, embed_on="moved"))
 
 
+@pytest.mark.numerics
 def test_the_calibrated_weighting_gives_the_embedding_term_its_share_of_the_gradient(demo, setup):
     """At the start, ``lam * m * embed`` pulls ``lam / (1 - lam)`` times as hard as ``(1 - lam) * CE`` (mean gradient
     norms over the calibration batches), whatever the map's scale; the paper's weighting (m = 1) and the scaled
@@ -172,6 +175,7 @@ def replace_weighting(cfg, weighting):
     return replace(cfg, weighting=weighting)
 
 
+@pytest.mark.numerics
 def test_the_three_weightings_and_sgd_train_differently_and_sgd_follows_the_edit(demo, setup):
     embedder, source, moved, scale = setup
     finals = {}

@@ -69,6 +69,7 @@ def recorded(tmp_path_factory, digits, demo, demo_embedding):
     return run_intervention(digits, demo, demo_embedding, SPEC, config, store=store), config
 
 
+@pytest.mark.numerics
 def test_both_runs_record_their_path_and_the_stored_arrays_match(recorded, digits):
     run, config = recorded
     r = run.result
