@@ -90,6 +90,9 @@ def test_whole_loop_in_chromium(app_runs, tmp_path):
                 walk_through(page, server.url)
             except Exception as exc:
                 page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                for i, ctx in enumerate(browser.contexts):  # every session's page, the second one's too
+                    for j, p in enumerate(ctx.pages):
+                        p.screenshot(path=str(tmp_path / f"failure_{i}_{j}.png"), full_page=True)
                 raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
                                      f"{server.log.read_text()[-3000:]}") from exc
             browser.close()
