@@ -17,7 +17,8 @@ t-SNE of the logits (``pipeline.prepare_embedding``). The test split (10,000, ba
 2. **Edit, validation split only** (seed 0). Class-level: the minority contracted ``--contract`` (0.5) towards its
    centroid and moved away from the partner, halfway towards the map's edge
    (``intervention.move_class_away``, outward), by each of ``--distances`` × the map's scale with the default λ;
-   then each of ``--lams`` at the best distance. A candidate's score is its PLI checkpoint's minority recall on
+   then each of ``--lams`` (0.2) at the best distance, and the embedding term on the moved points only
+   (``--embed-on moved``: the others left to cross-entropy, not pinned where the weak start put them). A candidate's score is its PLI checkpoint's minority recall on
    all 5,000 validation images; the one kept has the highest among those whose validation accuracy is at least
    the control's − 0.5 pp (if none: the highest validation accuracy). Every run: the engine's ``FinetuneConfig``
    defaults (1,000 steps, Adam 1e-3, batch 32, calibrated weighting, the ``follow`` pick within 0.5 pp on 1,000
@@ -38,7 +39,7 @@ and .log (``--quick``: bench/out/pli_regime_quick.json and .log).
 
 Usage::
 
-    OMP_NUM_THREADS=1 python bench/bench_pli_regime.py     # full (4 CNNs, a map, ~25 runs of 1,000 steps)
+    OMP_NUM_THREADS=1 python bench/bench_pli_regime.py     # full (4 CNNs, a map, ~21 runs of 1,000 steps)
     python bench/bench_pli_regime.py --quick               # digits, tiny runs, fresh store: a smoke run (< 60 s)
 """
 from __future__ import annotations
@@ -76,7 +77,7 @@ LABEL = {"before": "before (no fine-tuning)", "pli": "PLI", "control": "control 
 ACCURACY_SLACK_PP = 0.5
 RECALL_GAIN_PP = 5.0
 CANDIDATES = {"full": ((4, 2), (2, 4), (6, 0), (0, 6)), "quick": ((8, 3), (3, 8))}
-QUICK = {"seeds": "0,1", "distances": "0.5,1", "lams": "", "boot": 200, "epochs": 10}
+QUICK = {"seeds": "0,1", "distances": "0.5,1", "lams": "", "embed_on": "", "boot": 200, "epochs": 10}
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,7 +88,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--minority", default=None, metavar="K,P",
                     help="the minority class and its partner (default: chosen on the validation split)")
     ap.add_argument("--distances", default="0.5,1,2", help="edit distances tried (× the map's scale), default λ")
-    ap.add_argument("--lams", default="0.2,0.8", help="other λ tried at the best distance")
+    ap.add_argument("--lams", default="0.2", help="other λ tried at the best distance")
+    ap.add_argument("--embed-on", default="moved", dest="embed_on",
+                    help="other FinetuneConfig.embed_on tried at the best distance with the default λ ('' for none)")
     ap.add_argument("--contract", type=float, default=0.5, help="the minority's contraction in the edit")
     ap.add_argument("--optimizer", default=FinetuneConfig.optimizer, choices=("adam", "sgd"))
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
@@ -201,15 +204,17 @@ class Setup:
         self.embed_seconds = time.perf_counter() - t
         self.test_labels = np.asarray(self.data.test.labels)
 
-    def cfg(self, seed: int, lam: float | None = None) -> FinetuneConfig:
-        return replace(self.config, seed=seed, lam=self.config.lam if lam is None else lam)
+    def cfg(self, seed: int, lam: float | None = None, embed_on: str | None = None) -> FinetuneConfig:
+        return replace(self.config, seed=seed, lam=self.config.lam if lam is None else lam,
+                       embed_on=embed_on or self.config.embed_on)
 
     def val(self, module) -> dict:
         return val_figures(self.data, module, self.bundle.spec, self.minority, self.partner)
 
 
-def pli(s: Setup, spec: InterventionSpec, seed: int, lam: float, val: bool = False) -> dict:
-    r = run_intervention(s.ft, s.bundle, s.emb, spec, s.cfg(seed, lam), store=s.store)
+def pli(s: Setup, spec: InterventionSpec, seed: int, lam: float, val: bool = False, embed_on: str | None = None
+        ) -> dict:
+    r = run_intervention(s.ft, s.bundle, s.emb, spec, s.cfg(seed, lam, embed_on), store=s.store)
     res, table = r.result, r.test_embedding
     out = {"run_id": r.run_id, "cache_hit": r.cache_hit, "seconds": res.get("compute_seconds", res["seconds"]),
            "n_moved": res["n_moved"],
@@ -307,7 +312,7 @@ def main() -> None:
     started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_start = os.getloadavg()
     header = (f"{machine()}; seeds {a.seeds}; keep {a.keep:g}; CNN epochs {a.epochs}; distances {a.distances}; "
-              f"λ tried {a.lams or '-'}; contract {a.contract:g}; optimizer {a.optimizer} lr {a.lr:g}; "
+              f"λ tried {a.lams or '-'}; embed_on tried {a.embed_on or '-'}; contract {a.contract:g}; optimizer {a.optimizer} lr {a.lr:g}; "
               f"bootstrap {a.boot} (seed {a.boot_seed}); device {a.device}; load {load_start[0]:.2f}"
               f"{'; QUICK' if a.quick else ''}")
     print(header, flush=True)
@@ -339,10 +344,10 @@ def run(a, s: Setup, header: str, began: str, started: float, folder, stem: str,
 
     search = []
 
-    def attempt(d: float, lam: float) -> None:
-        r = pli(s, edit(d), seeds[0], lam, val=True)
-        search.append({**r, "edit_scales": d, "lam": lam, "spec": edit(d).to_dict()})
-        print(f"edit {d:g} × scale, λ {lam:g}: val recall PLI {r['val']['pli']['recall']:.4f} (control "
+    def attempt(d: float, lam: float, embed_on: str = "all") -> None:
+        r = pli(s, edit(d), seeds[0], lam, val=True, embed_on=embed_on)
+        search.append({**r, "edit_scales": d, "lam": lam, "embed_on": embed_on, "spec": edit(d).to_dict()})
+        print(f"edit {d:g} × scale, λ {lam:g}, embed_on {embed_on}: val recall PLI {r['val']['pli']['recall']:.4f} (control "
               f"{r['val']['control']['recall']:.4f}), accuracy {r['val']['pli']['accuracy']:.4f} (control "
               f"{r['val']['control']['accuracy']:.4f}), {took(r)}", flush=True)
 
@@ -353,21 +358,25 @@ def run(a, s: Setup, header: str, began: str, started: float, folder, stem: str,
     for lam in floats(a.lams):
         if lam != s.config.lam:
             attempt(best_d, lam)
+    for embed_on in [e.strip() for e in a.embed_on.split(",") if e.strip()]:
+        if embed_on != s.config.embed_on:
+            attempt(best_d, s.config.lam, embed_on)
     best = choose([r["val"]["pli"] for r in search], control_val)
     spec, lam = InterventionSpec.from_dict(search[best]["spec"]), search[best]["lam"]
+    embed_on = search[best]["embed_on"]
     cw_val = classweight(s, spec, seeds[0], val=True)
     print(f"class-weighted: val recall {cw_val['val']['recall']:.4f}, accuracy {cw_val['val']['accuracy']:.4f}, "
           f"{took(cw_val)}; weights {[round(w, 3) for w in cw_val['class_weight']]}", flush=True)
     print("\n### Edit search (validation split, all of it, seed 0)\n")
     rows = [{"edit": f"{names[k]} contract {a.contract:g}, away from {names[p]} and outward "
                      f"{r['edit_scales']:g} × scale",
-             "λ": r["lam"], "moved": r["n_moved"], "val recall PLI": round(r["val"]["pli"]["recall"], 4),
+             "λ": r["lam"], "embed_on": r["embed_on"], "moved": r["n_moved"], "val recall PLI": round(r["val"]["pli"]["recall"], 4),
              "val accuracy PLI": round(r["val"]["pli"]["accuracy"], 4),
              "val recall control": round(r["val"]["control"]["recall"], 4),
              "val accuracy control": round(r["val"]["control"]["accuracy"], 4),
              "kept step PLI": r["kept"]["pli"], "within": r["within"], "chosen": "◀" if i == best else ""}
             for i, r in enumerate(search)]
-    rows.append({"edit": "class-weighted (1/frequency)", "λ": "–", "moved": "–",
+    rows.append({"edit": "class-weighted (1/frequency)", "λ": "–", "embed_on": "–", "moved": "–",
                  "val recall PLI": round(cw_val["val"]["recall"], 4),
                  "val accuracy PLI": round(cw_val["val"]["accuracy"], 4), "val recall control": "",
                  "val accuracy control": "", "kept step PLI": cw_val["kept"], "within": "", "chosen": ""})
@@ -380,7 +389,7 @@ def run(a, s: Setup, header: str, began: str, started: float, folder, stem: str,
     before_pred, before_dist = None, None
     for seed in seeds:
         t = time.perf_counter()
-        r = pli(s, spec, seed, lam)
+        r = pli(s, spec, seed, lam, embed_on=embed_on)
         before_pred, before_dist = r["pred"]["before"], r["distance"]["before"]
         for m in ("pli", "control"):
             runs[m].append({"seed": seed, "pred": r["pred"][m], "distance": r["distance"][m], "kept": r["kept"][m],
@@ -447,7 +456,7 @@ def run(a, s: Setup, header: str, began: str, started: float, folder, stem: str,
         "n_val": len(s.data.val), "n_test": len(s.data.test),
         "embedding": {"key": s.emb.key, "layer": s.emb.layer, "scale": s.emb.scale, "quality": s.emb.quality,
                       "seconds": s.embed_seconds},
-        "finetune": s.config.key_dict(), "chosen_lam": lam, "chosen_edit_scales": search[best]["edit_scales"],
+        "finetune": s.config.key_dict(), "chosen_lam": lam, "chosen_embed_on": embed_on, "chosen_edit_scales": search[best]["edit_scales"],
         "chosen_spec": spec.to_dict(),
         "search": [{k_: v for k_, v in r.items() if k_ != "pred"} for r in search],
         "classweight_val": {k_: v for k_, v in cw_val.items() if k_ != "pred"},
