@@ -1,7 +1,11 @@
-"""What a practitioner would try instead of PLI for a confused class pair: two cross-entropy baselines.
+"""What a practitioner would try instead of PLI for a confused class pair, or for a rare class: three
+cross-entropy baselines.
 
 - ``upweight``: cross-entropy with the pair's two classes weighted ``weight`` × (every other class 1;
   ``torch.nn.CrossEntropyLoss(weight=...)``, whose batch mean is ``Σ w_y·ce / Σ w_y``).
+- ``classweight``: cross-entropy with every class weighted by the inverse of its frequency among the fine-tuning
+  rows (``w_k ∝ 1 / n_k``, normalised to mean 1 over the classes present; :func:`inverse_frequency_weights`): the
+  first thing an engineer tries against class imbalance. It needs no pair.
 - ``oversample``: the pair's *hard* training points drawn ``repeats`` times per pass instead of once. Hard: a
   training point of one of the two classes that the starting model misclassifies, or classifies with a margin
   ``p(true class) − max p(other class)`` (softmax of its outputs) below ``margin``.
@@ -33,14 +37,17 @@ from .models.exclusive import exclusive
 from .models.spec import ModelBundle
 from .validation import Selection
 
-BASELINES = ("upweight", "oversample")
+BASELINES = ("upweight", "oversample", "classweight")
+PAIR_KINDS = ("upweight", "oversample")
+"""The kinds that act on a class pair (``classweight`` acts on every class)."""
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """A baseline run for the class pair ``pair`` (two class indices).
+    """A baseline run: for the class pair ``pair`` (two class indices), or for every class (``classweight``).
 
-    kind: ``upweight`` or ``oversample``.
+    kind: ``upweight``, ``oversample`` or ``classweight``.
+    pair: with ``upweight`` and ``oversample``, the class pair (required); ``classweight`` takes none.
     weight: with ``upweight``, the pair's classes' weight in the cross-entropy (default 2.0; 1.0 is the control).
     repeats: with ``oversample``, how many times per pass a hard point is drawn (default 4; 1 is the control).
     margin: with ``oversample``, a point of the pair whose softmax margin ``p(true) − max p(other)`` under the
@@ -48,7 +55,7 @@ class Baseline:
     """
 
     kind: str
-    pair: tuple[int, int]
+    pair: tuple[int, int] | None = None
     weight: float = 2.0
     repeats: int = 4
     margin: float = 0.2
@@ -56,7 +63,16 @@ class Baseline:
     def __post_init__(self) -> None:
         if self.kind not in BASELINES:
             raise PlintError(f"baseline is {self.kind!r}: use 'upweight' (the pair's classes weighted in the "
-                             "cross-entropy) or 'oversample' (the pair's hard training points drawn more often)")
+                             "cross-entropy), 'oversample' (the pair's hard training points drawn more often) or "
+                             "'classweight' (every class weighted by 1 / its frequency)")
+        if self.kind == "classweight":
+            if self.pair is not None:
+                raise PlintError(f"pair is {self.pair!r}: the classweight baseline weights every class by 1 / its "
+                                 "count in the fine-tuning rows and takes no pair; leave the pair out")
+            return
+        if self.pair is None:
+            raise PlintError(f"the {self.kind} baseline needs a class pair: give two different class indices, "
+                             "e.g. (0, 6)")
         pair = tuple(self.pair)
         if len(pair) != 2 or not all(isinstance(k, (int, np.integer)) and k >= 0 for k in pair) or pair[0] == pair[1]:
             raise PlintError(f"pair is {self.pair!r}: give two different class indices, e.g. (0, 6)")
@@ -72,13 +88,19 @@ class Baseline:
 
     @property
     def name(self) -> str:
-        """``upweight ×2`` or ``oversample ×4 (margin 0.2)``: for tables and labels."""
+        """``upweight ×2``, ``oversample ×4 (margin 0.2)`` or ``class-weighted (1/frequency)``: for tables and
+        labels."""
+        if self.kind == "classweight":
+            return "class-weighted (1/frequency)"
         if self.kind == "upweight":
             return f"upweight ×{self.weight:g}"
         return f"oversample ×{self.repeats} (margin {self.margin:g})"
 
     def key_dict(self) -> dict:
-        """The fields that determine the run (the other kind's option left out)."""
+        """The fields that determine the run (the other kinds' options left out; ``classweight``: its kind only,
+        the weights following from the training rows)."""
+        if self.kind == "classweight":
+            return {"kind": self.kind}
         d = {"kind": self.kind, "pair": list(self.pair)}
         return d | ({"weight": float(self.weight)} if self.kind == "upweight"
                     else {"repeats": int(self.repeats), "margin": float(self.margin)})
@@ -97,6 +119,23 @@ def class_weights(n_classes: int, pair: tuple[int, int], weight: float) -> np.nd
     w = np.ones(n_classes, dtype=np.float32)
     w[list(pair)] = weight
     return w
+
+
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """float32 ``[n_classes]``: class ``k``'s weight ``∝ 1 / n_k``, ``n_k`` its count in ``labels``, normalised so
+    that the classes present average 1 (with equal counts every weight is 1). A class absent from ``labels`` gets
+    0: no row carries it, so its weight never enters the loss."""
+    labels = np.asarray(labels)
+    if not len(labels):
+        raise PlintError("the classweight baseline needs training rows to count the classes in")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise PlintError(f"a training label lies outside the model's classes 0..{n_classes - 1}")
+    counts = np.bincount(labels.astype(np.int64), minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes, dtype=np.float64)
+    w[present] = 1.0 / counts[present]
+    w[present] /= w[present].mean()
+    return w.astype(np.float32)
 
 
 def softmax_margins(bundle: ModelBundle, images: Images | np.ndarray, labels: np.ndarray, *,
@@ -146,10 +185,18 @@ def finetune_baseline(bundle: ModelBundle, layer: str, embedder: nn.Module, scal
     not used: a baseline has no embedding term; the embedding's distance is only reported in progress).
 
     Returns ``(model, selection, info)`` on the CPU; ``info`` holds ``n_hard`` (oversampling: the hard training
-    points found) and ``rows_per_pass`` (rows drawn per pass over the training points).
+    points found), ``rows_per_pass`` (rows drawn per pass over the training points) and, with ``classweight``,
+    ``class_weight`` (the weight of each class, :func:`inverse_frequency_weights`).
     """
-    check_pair(baseline.pair, len(bundle.spec.classes))
     labels = np.asarray(source.labels)
+    if baseline.kind == "classweight":
+        weight = inverse_frequency_weights(labels, len(bundle.spec.classes))
+        info = {"n_hard": None, "rows_per_pass": int(len(labels)), "class_weight": [float(w) for w in weight]}
+        model, selection = finetune_one(bundle, layer, embedder, scale, source, config, run=baseline.kind, lam=0.0,
+                                        class_weight=weight, progress=progress, cancel=cancel,
+                                        validation=validation)
+        return model, selection, info
+    check_pair(baseline.pair, len(bundle.spec.classes))
     missing = [k for k in baseline.pair if not (labels == k).any()]
     if missing:
         raise PlintError(f"class {missing[0]} of the pair has no training points to "

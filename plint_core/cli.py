@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "on the same rows, in this process; result.json has its figures as 'baseline'")
     b.add_argument("--baseline", choices=BASELINES, default=None,
                    help="upweight: the pair's classes weighted in the cross-entropy; oversample: the pair's hard "
-                        "training points drawn more often")
+                        "training points drawn more often; classweight: every class weighted by 1 / its count in the "
+                        "fine-tuning rows (no --pair)")
     b.add_argument("--pair", type=_pair, default=None, metavar="A,B", help="the class pair, as indices, e.g. 2,4")
     b.add_argument("--weight", type=float, default=Baseline.weight,
                    help=f"upweight: the pair's class weight (default {Baseline.weight:g})")
@@ -400,13 +401,20 @@ def _pair(text: str) -> tuple[int, int]:
 
 
 def _run_baseline(a: argparse.Namespace, spec: InterventionSpec, config: FinetuneConfig, started: float) -> None:
-    """``run --baseline KIND --pair A,B``: the embedding as for a PLI run (for the spec's targets and distances),
-    then the baseline trained here on the rows the spec's control would use; its result.json."""
-    if a.baseline is None or a.pair is None:
-        raise PlintError("a baseline needs both --baseline (upweight or oversample) and --pair A,B")
+    """``run --baseline KIND --pair A,B`` (``classweight``: no pair): the embedding as for a PLI run (for the spec's
+    targets and distances), then the baseline trained here on the rows the spec's control would use; its
+    result.json."""
+    if a.baseline == "classweight":
+        if a.pair is not None:
+            raise PlintError("--baseline classweight weights every class by 1 / its count and takes no --pair: "
+                             "leave --pair out")
+    elif a.baseline is None or a.pair is None:
+        raise PlintError("a baseline needs both --baseline (upweight or oversample) and --pair A,B "
+                         "(--baseline classweight needs no pair)")
     baseline = Baseline(a.baseline, a.pair, weight=a.weight, repeats=a.repeats, margin=a.margin)
     data, bundle, _ = _checked_inputs(a, spec)
-    check_pair(baseline.pair, data.n_classes)
+    if baseline.pair is not None:
+        check_pair(baseline.pair, data.n_classes)
     data, bundle, emb = _embedding(a)
     last = [0.0]
 

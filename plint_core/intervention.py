@@ -254,6 +254,31 @@ def separate_classes(y: np.ndarray, labels: np.ndarray, a: int, b: int, distance
     return InterventionSpec(tuple(moves))
 
 
+def move_class_away(y: np.ndarray, labels: np.ndarray, k: int, away_from: int, distance: float,
+                    contract: float = 1.0, outward: bool = True) -> InterventionSpec:
+    """A one-move spec: class ``k`` alone moved ``distance`` embedding units away from class ``away_from`` (which
+    stays where it is), contracted by ``contract`` towards its own centroid.
+
+    The direction is from ``away_from``'s centroid to ``k``'s; with ``outward`` (default) it is turned halfway
+    towards "away from the map's centre" (the mean of ``y``), into the free space at the map's edge, as in
+    :func:`separate_classes`. For a rare class lost among a frequent one: its stragglers, the points lying in the
+    other class's cluster, are asked to join their own class's cluster, moved clear of the other.
+    """
+    if k == away_from:
+        raise PlintError("pick two different classes: the class to move and the one to move it away from")
+    labels = np.asarray(labels)
+    for c in (k, away_from):
+        if not (labels == c).any():
+            raise PlintError(f"class {c} has no training points in the map")
+    y = np.asarray(y, dtype=np.float64)
+    mine, other = (y[labels == c].mean(axis=0) for c in (k, away_from))
+    direction = _unit(mine - other)
+    if outward:
+        direction = _unit(direction + _unit(mine - y.mean(axis=0), fallback=direction), fallback=direction)
+    shift = direction * float(distance)
+    return InterventionSpec((Move(Selection(classes=(int(k),)), (float(shift[0]), float(shift[1])), float(contract)),))
+
+
 def pair_errors(labels: np.ndarray, preds: np.ndarray, a: int, b: int) -> np.ndarray:
     """Which points are of class ``a`` predicted as ``b`` or of ``b`` predicted as ``a`` (a boolean mask)."""
     labels, preds = np.asarray(labels), np.asarray(preds)

@@ -1,6 +1,7 @@
 """The practitioner's baselines (plint_core.baselines): the pair's classes up-weighted in the cross-entropy, the
-pair's hard training points oversampled; each trained exactly like the CE-only control (same start, seed, batch
-order generator, step budget, validation images and selection rule), never selected on the test split."""
+pair's hard training points oversampled, every class weighted by its inverse frequency; each trained exactly like
+the CE-only control (same start, seed, batch order generator, step budget, validation images and selection rule),
+never selected on the test split."""
 from __future__ import annotations
 
 import copy
@@ -13,9 +14,17 @@ from safetensors.torch import load_file
 from torch import nn
 
 import plint_core.finetune as finetune_module
-from plint_core.baselines import Baseline, class_weights, hard_examples, oversampled_rows, softmax_margins
+from plint_core.baselines import (
+    Baseline,
+    class_weights,
+    finetune_baseline,
+    hard_examples,
+    inverse_frequency_weights,
+    oversampled_rows,
+    softmax_margins,
+)
 from plint_core.errors import PlintError
-from plint_core.finetune import FinetuneConfig
+from plint_core.finetune import FinetuneConfig, TrainingBatchSource
 from plint_core.intervention import separate_classes
 from plint_core.latents import model_input
 from plint_core.pipeline import run_baseline, run_intervention
@@ -209,6 +218,8 @@ def test_baselines_keep_their_best_validation_checkpoint_never_chosen_on_test(tm
     ({"repeats": 0}, "repeats is 0"),
     ({"repeats": 2.5}, "repeats is 2.5"),
     ({"margin": 3.0}, "margin is 3.0"),
+    ({"pair": None}, "the upweight baseline needs a class pair"),
+    ({"kind": "classweight"}, "takes no pair"),
 ])
 def test_bad_baseline_settings_are_refused_in_one_line(kwargs, fragment):
     with pytest.raises(PlintError) as exc:
@@ -255,6 +266,7 @@ def test_cli_runs_a_baseline_and_writes_its_result(tmp_path, spec):
     (["--pair", "3,8"], "needs both --baseline"),
     (["--baseline", "upweight", "--pair", "3,12"], "names a class the model does not have"),
     (["--baseline", "upweight", "--pair", "3,8", "--weight", "0"], "weight is 0.0"),
+    (["--baseline", "classweight", "--pair", "3,8"], "takes no --pair"),
 ])
 def test_cli_baseline_options_are_checked_in_one_line(tmp_path, spec, argv, fragment):
     proc = _cli(tmp_path, spec, *argv)
@@ -272,3 +284,83 @@ def test_a_pair_class_without_training_points_is_refused(digits, demo, demo_embe
     with pytest.raises(PlintError, match="class 8 of the pair has no training points to oversample"):
         finetune_baseline(demo, demo_embedding.layer, demo_embedding.embedder.module, demo_embedding.scale, source,
                           FinetuneConfig(**QUICK), Baseline("oversample", PAIR))
+
+
+def test_inverse_frequency_weights_on_constructed_labels():
+    """w_k ∝ 1 / n_k, averaging 1 over the classes present; an absent class 0; equal counts all 1."""
+    labels = np.array([0] * 10 + [1] * 40 + [3] * 50)
+    raw = np.array([1 / 10, 1 / 40, 1 / 50])
+    w = inverse_frequency_weights(labels, 4)
+    assert w.dtype == np.float32 and w.shape == (4,)
+    np.testing.assert_allclose(w[[0, 1, 3]], raw / raw.mean(), rtol=1e-6)
+    assert w[2] == 0 and w[[0, 1, 3]].mean() == pytest.approx(1.0)
+    assert w[0] / w[1] == pytest.approx(4.0) and w[0] / w[3] == pytest.approx(5.0)
+    assert inverse_frequency_weights(np.repeat(np.arange(5), 7), 5).tolist() == [1.0] * 5
+    for bad, fragment in ((np.array([], dtype=np.int64), "needs training rows"), (np.array([0, 4]), "outside")):
+        with pytest.raises(PlintError, match=fragment):
+            inverse_frequency_weights(bad, 4)
+
+
+def test_classweight_takes_no_pair_and_keys_only_its_kind():
+    b = Baseline("classweight")
+    assert b.pair is None and b.key_dict() == {"kind": "classweight"} and b.name == "class-weighted (1/frequency)"
+    assert Baseline("classweight", weight=3.0).key_dict() == b.key_dict(), "the pair kinds' options do not key it"
+
+
+def test_classweight_weights_each_row_by_its_class_inverse_frequency(digits, demo, demo_embedding):
+    """On rows where class 8 is 14 times as frequent as each other class, the first step's CE is
+    Σ w_y·ce / Σ w_y with w = inverse_frequency_weights of those rows (the plain mean is far from it)."""
+    labels = digits.train.labels
+    rows = np.sort(np.concatenate([np.flatnonzero(labels == 8)] +
+                                  [np.flatnonzero(labels == k)[:10] for k in range(10) if k != 8]))
+    images = digits.train.images.subset(rows)
+    source = TrainingBatchSource(images, labels[rows], np.zeros((len(rows), 2), np.float32))
+    config = FinetuneConfig(select="last", **{**QUICK, "steps": 2})
+    first: dict[str, float] = {}
+    _, selection, info = finetune_baseline(demo, demo_embedding.layer, demo_embedding.embedder.module,
+                                           demo_embedding.scale, source, config, Baseline("classweight"),
+                                           progress=lambda p: first.setdefault(p.run, p.ce))
+    w = inverse_frequency_weights(labels[rows], 10)
+    assert info["class_weight"] == pytest.approx(w.tolist()) and w[8] < 0.1 < 1.05 < w[0]
+    assert selection.steps_run == 2
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(config.seed))[:config.batch_size].numpy()
+    torch.manual_seed(config.seed)
+    model = copy.deepcopy(demo.module).train()
+    with torch.no_grad():
+        logits = model(model_input(demo, images, torch.device("cpu"), model)(images.stored(order)))
+    y = torch.as_tensor(labels[rows][order], dtype=torch.int64)
+    per_point = nn.functional.cross_entropy(logits, y, reduction="none")
+    wy = torch.as_tensor(w)[y]
+    assert (y == 8).any() and (y != 8).any(), "the first batch mixes the frequent class and the rare ones"
+    assert first["classweight"] == pytest.approx(((wy * per_point).sum() / wy.sum()).item(), rel=1e-5)
+    assert first["classweight"] != pytest.approx(per_point.mean().item(), rel=1e-2)
+
+
+def test_classweight_run_is_stored_and_loaded(tmp_path, digits, demo, demo_embedding, spec):
+    from plint_core.pipeline import training_source
+
+    store = RunStore(tmp_path)
+    config = FinetuneConfig(**QUICK)
+    result, pred, hit = run_baseline(digits, demo, demo_embedding, spec, config, Baseline("classweight"), store=store)
+    assert not hit and len(pred) == len(digits.test)
+    assert result["baseline"] == {"kind": "classweight", "name": "class-weighted (1/frequency)"}
+    source, _ = training_source(digits, *spec.targets(demo_embedding.train_xy, digits.train.labels,
+                                                      digits.train.ids, digits.class_names), config)
+    assert result["class_weight"] == pytest.approx(inverse_frequency_weights(source.labels, 10).tolist())
+    assert result["selection"]["classweight"]["rule"] == "best-val" and 0.9 < result["accuracy"]["baseline"] <= 1.0
+    assert (store.baseline_dir(result["run_id"]) / "baseline.safetensors").is_file()
+    again, pred2, hit = run_baseline(digits, demo, demo_embedding, spec, config, Baseline("classweight"), store=store)
+    assert hit and again == result and np.array_equal(pred, pred2)
+    upweight, _, _ = run_baseline(digits, demo, demo_embedding, spec, config, Baseline("upweight", PAIR, weight=1.0),
+                                  store=store)
+    assert upweight["run_id"] != result["run_id"]
+
+
+def test_cli_runs_the_classweight_baseline_without_a_pair(tmp_path, spec):
+    import json
+
+    proc = _cli(tmp_path, spec, "--baseline", "classweight")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert result["baseline"] == {"kind": "classweight", "name": "class-weighted (1/frequency)"}
+    assert len(result["class_weight"]) == 10 and np.mean(result["class_weight"]) == pytest.approx(1.0, rel=1e-5)

@@ -140,3 +140,28 @@ def test_peak_of_counts_the_child_not_the_process_it_was_started_from(tmp_path):
     assert 0.4 < allocating["peak_gb"] < 0.5, allocating  # its own 400 MB array is counted
     assert (tmp_path / "alloc.log").read_text().strip() == "50000000.0"
     del ballast
+
+
+def test_bench_pli_regime_quick():
+    out = run_quick("bench_pli_regime.py")
+    assert "QUICK" in out.splitlines()[0]
+    candidates = table_rows(out, "candidate")
+    assert len(candidates) == 2 and [r[-1] for r in candidates].count("◀") == 1, "one minority chosen on validation"
+    search = table_rows(out, "edit")
+    assert [r[-1] for r in search].count("◀") == 1 and search[-1][0] == "class-weighted (1/frequency)"
+    methods = table_rows(out, "method")
+    assert [r[0] for r in methods] == ["before (no fine-tuning)", "PLI", "control (CE)", "class-weighted (1/frequency)"]
+    for r in methods:  # recall % and accuracy %: mean [low, high] with low ≤ mean ≤ high
+        for col, floor in ((1, 0), (4, 80)):
+            mean, low, high = (float(v) for v in re.findall(r"[-\d.]+", r[col]))
+            assert floor <= low <= mean <= high <= 100, r
+    assert [r[0] for r in table_rows(out, "PLI against")] == ["control (CE)", "class-weighted (1/frequency)"]
+    assert [r[0] for r in table_rows(out, "seed")] == ["0", "1"]
+    goals = table_rows(out, "goal")
+    assert len(goals) == 3 and all(r[2] in ("PASS", "MISS") for r in goals)
+    result = json.loads((BENCH / "out" / "pli_regime_quick.json").read_text())
+    assert result["problems"] == [] and result["seeds"] == [0, 1]
+    assert all(len(result["runs"][m]) == 2 for m in ("pli", "control", "classweight"))
+    weights = result["classweight_val"]["class_weight"]
+    assert np.mean(weights) == pytest.approx(1.0, rel=1e-5) and max(weights) == weights[result["minority"]]
+    assert (BENCH / "out" / "pli_regime_quick.log").read_text().startswith(out.splitlines()[0])

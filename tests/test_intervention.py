@@ -161,3 +161,26 @@ def test_the_edit_applies_to_validation_images_by_class_id_or_nearest_training_p
     t_train, moved_train = spec.targets(train_xy, train_labels, train_ids, ["a", "b"])
     np.testing.assert_allclose(t2, t_train, rtol=1e-6)
     assert moved2.tolist() == moved_train.tolist() == [True, True, True, False]
+
+
+def test_move_class_away_moves_one_class_only_contracted_and_away_from_the_other():
+    """Class 0 (centroid (1, 0)) moved 3 units away from class 1 (centroid (10, 11)), contracted 0.5; class 1 and
+    class 2 keep their places. Straight, the shift is along dog → cat; ``outward`` turns it halfway towards
+    "away from the map's centre" (the mean of all points, (2.33, 5)), still 3 units long."""
+    from plint_core.intervention import move_class_away
+
+    s = move_class_away(Y, LABELS, 0, 1, distance=3.0, contract=0.5, outward=False)
+    assert len(s.moves) == 1 and s.moves[0].select.classes == (0,) and s.moves[0].contract == 0.5
+    away = np.array([-9.0, -11.0]) / np.hypot(9.0, 11.0)
+    target, moved = s.targets(Y, LABELS, IDS, NAMES)
+    np.testing.assert_allclose(target[:2], 0.5 * Y[:2] + 0.5 * np.array([1.0, 0.0]) + 3.0 * away, rtol=1e-6)
+    np.testing.assert_array_equal(target[2:], Y[2:])
+    np.testing.assert_array_equal(moved, [True, True, False, False, False, False])
+    out = move_class_away(Y, LABELS, 0, 1, distance=3.0, contract=0.5)
+    from_centre = np.array([1.0, 0.0]) - Y.astype(np.float64).mean(axis=0)
+    half = away + from_centre / np.linalg.norm(from_centre)
+    np.testing.assert_allclose(out.moves[0].translate, 3.0 * half / np.linalg.norm(half), rtol=1e-6)
+    assert np.hypot(*out.moves[0].translate) == pytest.approx(3.0)
+    for args, fragment in (((0, 0), "two different classes"), ((0, 7), "class 7 has no training points")):
+        with pytest.raises(PlintError, match=fragment):
+            move_class_away(Y, LABELS, *args, distance=1.0)
