@@ -60,6 +60,7 @@ import numpy as np
 from common import (
     OUT,
     QUICK_TSNE,
+    floats,
     cached_model,
     data_source,
     fresh_store,
@@ -110,10 +111,6 @@ def parse_args() -> argparse.Namespace:
         for k, v in QUICK.items():
             setattr(a, k, v)
     return a
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 class Setup:

@@ -51,7 +51,8 @@ import time
 from dataclasses import replace
 
 import numpy as np
-from common import OUT, QUICK_TSNE, REPO, cached_model, data_source, fresh_store, machine, print_table, with_val_split
+from common import (OUT, QUICK_TSNE, REPO, cached_model, data_source, floats, fresh_store, machine, print_table,
+                    with_val_split)
 
 import torch
 
@@ -106,10 +107,6 @@ def parse_args() -> argparse.Namespace:
         for k, v in QUICK.items():
             setattr(a, k, v)
     return a
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 class Tee:

@@ -251,3 +251,7 @@ def write_resnet18(path: Path, seed: int = 0, input_size: int | None = None) -> 
             {"arch": "resnet18", "classes": list(PNEUMONIA_CLASSES), "input_shape": [3, input_size, input_size],
              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, indent=2))
 
+
+def floats(text: str) -> list[float]:
+    """``"0.1,0.5"`` → ``[0.1, 0.5]`` (a command line's list of numbers)."""
+    return [float(x) for x in text.split(",") if x.strip()]
