@@ -49,15 +49,20 @@ def test_bench_pli_quick():
     for r in seeds:
         assert all(0.9 <= float(v) <= 1.0 for v in r[1:4])  # accuracy before / control / after on digits
         assert all(float(v) >= 0 for v in r[4:])
+    picks = table_rows(out, "run")  # the picks, with the path's validation figures
+    assert [r[0] for r in picks] == ["seed 0", "seed 1"] and all(r[2] in ("yes", "no") for r in picks)
     goals = table_rows(out, "goal")
-    assert len(goals) == 3 and all(r[2] in ("PASS", "MISS") for r in goals)
+    assert len(goals) == 4 and all(r[2] in ("PASS", "MISS", "n/a") for r in goals)
     assert [r[0] for r in table_rows(out, "class")] == [str(k) for k in range(10)]
     sweep = table_rows(out, "λ")
     assert [float(r[0]) for r in sweep] == [0.0, 0.1, 0.5]
     assert float(sweep[2][1]) < float(sweep[0][1])  # λ = 0.5 pulls the moved points nearer their targets than the control
+    grid = table_rows(out, "setting")  # the grid at the first seed: each setting at both tolerances
+    assert [r[0] for r in grid] == ["λ 0.1 calibrated"] * 2 + ["λ 0.5 calibrated"] * 2 + ["λ 0.1 paper"] * 2
     assert "identical metrics" in out
     result = json.loads((BENCH / "out" / "pli_quick.json").read_text())
     assert result["problems"] == [] and result["datasets"][0]["reproducible"]
+    assert all("path" in run for e in result["datasets"][0]["edits"] for run in e["runs"])
 
 
 @pytest.mark.numerics
