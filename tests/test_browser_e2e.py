@@ -34,6 +34,16 @@ HEATMAP_SUMS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
   .map(gd => { const cells = [...gd.querySelectorAll('.heatmaplayer text')];
                return [gd._fullLayout.title.text.replace(/<[^>]+>/g, ''),
                        cells.reduce((s, t) => s + Number(t.textContent || 0), 0), cells.length]; })"""
+# Per visible heatmap: its title and its matrix (rows of numbers).
+MATRICES_JS = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]
+  .filter(gd => gd._fullData && gd._fullData.length && gd._fullData[0].type === 'heatmap' && gd._fullLayout)
+  .map(gd => [gd._fullLayout.title.text.replace(/<[^>]+>/g, ''),
+              Array.from(gd._fullData[0].z, row => Array.from(row, Number))]))"""
+# The playback figure: its frames and the active step of its slider.
+PLAYBACK_JS = """() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g._fullLayout &&
+    g._fullLayout.title && String(g._fullLayout.title.text).replace(/<[^>]+>/g, '').startsWith('The test map while'));
+  return gd && gd._transitionData ? {frames: gd._transitionData._frames.length,
+                                     active: gd._fullLayout.sliders[0].active} : null; }"""
 # Streamlit remounts the chart on a rerun, so the plot (or its _fullData) can be missing for a moment:
 # every probe below answers "not yet" then instead of throwing.
 TRACE_NAMES_JS = """() => { const gd = document.querySelector('.js-plotly-plot');
@@ -176,6 +186,21 @@ def walk_through(page, url: str) -> None:
     for title in ("Before fine-tuning", "After PLI fine-tuning", "Control (CE only)"):
         assert sums[title] == 360, sums
     screenshot(page, "compare")
+    # the pick: the path's first checkpoint (the start) makes "after PLI" the model before fine-tuning
+    page.get_by_text("PLI checkpoint shown (validation figures only)").first.wait_for(timeout=60_000)
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("Home")
+    same = ("() => { const m = (" + MATRICES_JS + ")(); const a = m['After PLI fine-tuning'], "
+            "b = m['Before fine-tuning']; return !!a && !!b && JSON.stringify(a) === JSON.stringify(b); }")
+    page.wait_for_function(same, timeout=60_000)
+    page.wait_for_function("() => new URL(location.href).searchParams.get('step') === '0'", timeout=30_000)
+    assert page.get_by_text(re.compile(r"PLI: step 0 picked")).count() == 1
+    # the playback: a frame per checkpoint, and ▶ moves the slider through them
+    page.get_by_text("Play back: the map while the PLI run trained").first.click()
+    page.wait_for_function(f"() => {{ const p = ({PLAYBACK_JS})(); return p && p.frames >= 2; }}", timeout=60_000)
+    page.get_by_text("▶ Play").first.click()
+    page.wait_for_function(f"() => {{ const p = ({PLAYBACK_JS})(); return p && p.active > 0; }}", timeout=60_000)
 
     # 5 · Deep links: the address names the run shown; pasted into a new session it opens that run
     page.wait_for_function("() => new URL(location.href).searchParams.get('run')", timeout=30_000)
