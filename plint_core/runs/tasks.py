@@ -138,7 +138,7 @@ class RunTask:
         inputs, emb = _embedding(self, embedding_progress, with_inputs=True)
 
         def progress(p: Progress) -> None:
-            report(p.run, (0.0 if p.run == "pli" else 0.5) + p.fraction / 2, p)
+            report(p.run, (0.0 if p.run == "control" else 0.5) + p.fraction / 2, p)  # the control runs first
 
         res = run_intervention(inputs.data, inputs.bundle, emb, self.spec, self.finetune, store=_store(self.store),
                                progress=progress, cancel=cancel, executor=self.executor)
