@@ -108,7 +108,8 @@ def check_killed(ex, out: Path, spec) -> dict:
     before = [r["run_id"] for r in store.list_runs()]
     handle = ex.submit(RunTask(Source("demo", "digits"), str(out / "store"), spec, replace(config, epochs=400),
                                seed=1, config=tsne, device="cpu"))
-    until(lambda: handle.status.stage == "pli" and handle.status.fraction > 0 or not handle.running, what="pli")
+    until(lambda: handle.status.stage in ("control", "pli") and handle.status.fraction > 0 or not handle.running,
+          what="fine-tuning (the control runs first)")
     killed = handle.running
     if killed:
         os.kill(int(re.search(r"pid (\d+)", handle.where).group(1)), signal.SIGKILL)

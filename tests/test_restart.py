@@ -87,7 +87,7 @@ def test_killed_server_leaves_only_complete_runs_and_a_new_one_carries_on(app_ru
         commit_move(page, "7", 3.0)
         open_page(page, "Fine-tune")
         press_run(page, 500, 77)  # long enough to be killed mid-training
-        page.get_by_text("PLI run (cross-entropy + embedding term) · epoch").first.wait_for(timeout=120_000)
+        page.get_by_text("Control run (cross-entropy only) · epoch").first.wait_for(timeout=120_000)  # runs first
         workers = descendants(server.process.pid)
         assert workers, "the run trains in a worker process"
         os.kill(server.process.pid, signal.SIGKILL)
