@@ -259,8 +259,8 @@ def test_a_digits_run_through_ray_equals_one_in_this_process(ray_results):
 def test_a_killed_ray_worker_fails_its_run_and_leaves_the_store_intact(ray_results):
     killed = _ok(ray_results, "killed")
     assert killed["killed"] and killed["finished"] and killed["state"] == "failed"
-    assert killed["error"].startswith("the Ray worker running the fine-tuning run (λ 0.1, 400 epochs, best "
-                                      "validation checkpoint) stopped unexpectedly (WorkerCrashedError")
+    assert killed["error"].startswith("the Ray worker running the fine-tuning run (λ 0.5, 400 epochs, the checkpoint "
+                                      "that follows the edit) stopped unexpectedly (WorkerCrashedError")
     assert "nothing of it was stored" in killed["error"]
     assert killed["runs_after"] == killed["runs_before"] == [ray_results["digits"]["run_id"]]
     assert killed["visible"] == killed["runs_before"], "no partial run folder is published"
@@ -273,8 +273,8 @@ def test_failures_come_back_as_one_message(ray_results):
     assert failures["bug"]["error"].startswith("the failing task failed unexpectedly on Ray node 127.0.0.1 "
                                                "(ZeroDivisionError: division by zero)")
     assert "stopped unexpectedly (WorkerCrashedError" in failures["crash"]["error"]
-    assert failures["cuda"]["error"].startswith("the fine-tuning run (λ 0.1, 1,000 steps, best validation checkpoint) "
-                                                "is to run on a GPU (device 'cuda') but the Ray cluster has none")
+    assert failures["cuda"]["error"].startswith("the fine-tuning run (λ 0.5, 1,000 steps, the checkpoint that follows "
+                                                "the edit) is to run on a GPU (device 'cuda') but the Ray cluster has none")
     unimportable = _ok(ray_results, "unimportable")
     assert unimportable["state"] == "failed"
     assert unimportable["error"].startswith("a Ray worker could not import 'driver_only_task' to run the hidden task")
