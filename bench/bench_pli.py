@@ -143,6 +143,8 @@ def parse_args() -> argparse.Namespace:
                                                   "only 'full' writes docs/figures/")
     ap.add_argument("--quick", action="store_true", help="digits, 2 seeds, 2 epochs, small t-SNE: a smoke run")
     ap.add_argument("--plot-only", type=Path, help="redraw the λ figure from this results JSON and exit")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="JSON",
+                    help="print the tables across data sets of these results JSONs (no run) and write pli_NAME.json")
     a = ap.parse_args()
     if a.quick:
         for k, v in QUICK.items():
@@ -463,8 +465,9 @@ def report(r: dict, tol: str) -> None:
                       "pair confusions": sw["pair_confusions"],
                       "test images' distance": "–" if sw["test_distance"] is None else sw["test_distance"]}
                      for sw in e["sweep"]])
-        print()
-        print_table(grid_rows(e, r["tolerances"]))
+        if e["grid"]:
+            print()
+            print_table(grid_rows(e, r["tolerances"]))
     pli = [x["pli_s_per_epoch"] for e in r["edits"] for x in e["runs"] if x["pli_s_per_epoch"]]
     ctl = [x["control_s_per_epoch"] for e in r["edits"] for x in e["runs"] if x["control_s_per_epoch"]]
     timing = (f"seconds per epoch ({r['n_train']} points), means over the runs computed here: PLI {np.mean(pli):.2f}, "
@@ -543,6 +546,24 @@ def table_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def grid_pivot(results: list[dict]) -> list[dict]:
+    """The grid, one row per setting and tolerance, one column per data set and edit: validation distance ratio
+    (PLI pick ÷ control pick) / validation accuracy gap (pp) of the picks, the PLI pick's step."""
+    cases = [(r["data"], e["edit"]) for r in results for e in r["edits"] if e["grid"]]
+    rows: dict = {}
+    for r in results:
+        for e in r["edits"]:
+            for g in e["grid"]:
+                for t in r["tolerances"]:
+                    p = g["path"][f"{t:g}"]
+                    row = rows.setdefault((g["label"], t), {"setting": g["label"], "tolerance (pp)": 100 * t,
+                                                            **{f"{d} {x}": "–" for d, x in cases}})
+                    ratio_ = "–" if p["dist_ratio"] is None else f"{p['dist_ratio']:.3f}"
+                    row[f"{r['data']} {e['edit']}"] = (f"{ratio_} / {100 * (p['pli_acc'] - p['control_acc']):+.1f}"
+                                                       f" (step {p['pli_step']})")
+    return sorted(rows.values(), key=lambda x: (x["setting"], x["tolerance (pp)"]))
+
+
 def figure(results: list[dict]):
     """The λ trade-off (calibrated λ): distance to target ÷ before, accuracy − control (pp), pair confusions ÷
     control, per data set and edit (first seed; λ = 0 is the control)."""
@@ -610,6 +631,19 @@ def main() -> None:
         results = json.loads(a.plot_only.read_text())["datasets"]
         print("\n".join(str(p) for p in save_figure(figure(results), "pli_lambda")))
         return
+    if a.combine:
+        results = [r for f in a.combine for r in json.loads(f.read_text())["datasets"]]
+        print(f"combined {', '.join(str(f) for f in a.combine)}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
+        print_table(table_rows(results))
+        pivot = grid_pivot(results)
+        if pivot:
+            print("\nvalidation distance ÷ control / accuracy gap (pp) at the picks (step of the PLI pick)\n")
+            print_table(pivot)
+        out = write_json(f"pli_{a.name or 'combined'}.json", {
+            "date": time.strftime("%Y-%m-%d"), "sources": [str(f) for f in a.combine], "datasets": results,
+            "table": table_rows(results), "grid": pivot})
+        print(f"\nwrote {out.relative_to(OUT.parent.parent)}")
+        return
     torch.set_num_threads(a.threads)
     model_epochs = {k: int(v) for k, v in (kv.split("=") for kv in a.model_epochs.split(","))}
     started = time.perf_counter()
@@ -637,6 +671,8 @@ def main() -> None:
     summary = grid_summary(results)
     if summary:
         print_table(summary)
+        print("\nvalidation distance ÷ control / accuracy gap (pp) at the picks (step of the PLI pick)\n")
+        print_table(grid_pivot(results))
     name = a.name or ("quick" if a.quick else "full")
     out = write_json(f"pli_{name}.json", {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "header": header,

@@ -63,6 +63,12 @@ def test_bench_pli_quick():
     result = json.loads((BENCH / "out" / "pli_quick.json").read_text())
     assert result["problems"] == [] and result["datasets"][0]["reproducible"]
     assert all("path" in run for e in result["datasets"][0]["edits"] for run in e["runs"])
+    combined = subprocess.run([sys.executable, str(BENCH / "bench_pli.py"), "--combine", "out/pli_quick.json",
+                               "--name", "quick_combined"], cwd=BENCH, capture_output=True, text=True, timeout=120)
+    assert combined.returncode == 0, combined.stderr[-3000:]
+    (row,) = table_rows(combined.stdout, "data")  # the default-run table across data sets, from the JSON alone
+    assert row[:3] == ["digits", "class", "2"] and row[-1] in ("PASS", "MISS")
+    assert len(table_rows(combined.stdout, "setting")) == 6
 
 
 @pytest.mark.numerics
