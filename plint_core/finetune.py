@@ -337,7 +337,7 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     control, control_sel = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel,
                                   clock, validation, probe=probe)
     trim_memory()
-    start = control_sel.recorder if control_sel.recorder is not None else None
+    start = control_sel.recorder  # None without a probe
     before = control_sel.curve[0][1] if control_sel.curve else None  # the start, scored once for both runs
     before_whole = control_sel.confirm["start"] if control_sel.confirm else None
     reference = reference_accuracy(start.checkpoints[0], start.checkpoints) if start is not None else None

@@ -91,12 +91,6 @@ def candidates(path: Sequence[Checkpoint], reference: float | None, tolerance: f
     return steps
 
 
-def nearest_step(steps: Sequence[int], step: int) -> int:
-    """The recorded step nearest ``step`` (for a pick given as a number)."""
-    steps = np.asarray(steps)
-    return int(steps[int(np.argmin(np.abs(steps - step)))])
-
-
 def picked_view(result: dict, table, arrays: dict | None, step: int) -> tuple[dict, object]:
     """``result`` and the test table (``RunResult.test_embedding``) as they are with the PLI checkpoint ``step``
     picked: ``after``'s accuracy, confusion matrix, per-class figures, moved points' distance, the test

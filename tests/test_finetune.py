@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,8 +150,8 @@ def test_the_calibrated_weighting_gives_the_embedding_term_its_share_of_the_grad
     assert cal["multiplier"] == pytest.approx(cal["ce_grad"] / cal["embed_grad"]) and cal["used"] == cal["multiplier"]
     assert sels["paper"]["pli"].calibration is None and sels["calibrated"]["control"].calibration is None
     cfg = FinetuneConfig()
-    assert _multiplier(replace_weighting(cfg, "paper"), scale, None) == 1.0
-    assert _multiplier(replace_weighting(cfg, "scaled"), scale, None) == pytest.approx(1 / scale ** 2)
+    assert _multiplier(replace(cfg, weighting="paper"), scale, None) == 1.0
+    assert _multiplier(replace(cfg, weighting="scaled"), scale, None) == pytest.approx(1 / scale ** 2)
     assert _multiplier(cfg, scale, {"multiplier": None}) == pytest.approx(1 / scale ** 2)
     # the multiplier follows the map's scale: a map twice as large has squared distances, and their gradient, four
     # times as large, and a quarter of the multiplier: the embedding term pulls as hard as before
@@ -167,12 +168,6 @@ def lambda_scaled(embedder, factor):
         for p in scaled.parameters():
             p.mul_(factor)
     return scaled
-
-
-def replace_weighting(cfg, weighting):
-    from dataclasses import replace
-
-    return replace(cfg, weighting=weighting)
 
 
 @pytest.mark.numerics
