@@ -33,7 +33,7 @@ Usage::
     python bench/bench_scale.py [--sizes real 5000 20000 50000] [--input-size 224] [--threads N] [--steps K]
                                 [--rounds R] [--batch-size 32] [--skip-embed-above N] [--skip-run-above N]
                                 [--no-speed] [--device auto|cpu|cuda] [--out NAME.json]
-    python bench/bench_scale.py --quick    # 600 images at 64 px, 2 timed steps: structure, not the goals
+    python bench/bench_scale.py --quick    # 200 images at 32 px, short t-SNE, 2 timed steps: structure, not the goals
 
 On a 2-core CPU at 224 px (latents about 60 images/s, a fine-tuning step of 32
 images about 1.1 s), ``embed`` takes about 20 s and ``run --epochs 1`` about
@@ -55,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import (  # also puts the repo on sys.path
+    QUICK_TSNE,
     REPO,
     data_source,
     machine,
@@ -84,7 +85,9 @@ WARMUP = 2
 """Batches run before the timed ones, on each side."""
 EMBED_GB, RUN_GB, RATIO, DOUBLING_GB = 2.0, 2.5, 1.15, 0.1
 SPEC = {"moves": [{"select": {"classes": [1]}, "translate": [5.0, 0.0], "contract": 1.0}]}
-QUICK = {"sizes": [600], "input_size": 64, "steps": 2, "rounds": 1}
+QUICK = {"sizes": [200], "input_size": 32, "steps": 2, "rounds": 1}
+"""--quick: a smoke run of every stage (the test suite runs it): 200 images at 32 px and the short t-SNE preset
+(``common.QUICK_TSNE``) for its embed, 93 s at 600 images, 64 px and the default t-SNE on the 2-core machine."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -108,7 +111,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", default=None,
                     help="JSON file name in bench/out/ (default scale_full.json / scale_quick.json)")
     ap.add_argument("--quick", action="store_true",
-                    help="600 images at 64 px, 2 timed steps, one round, no real file: a smoke run")
+                    help="200 images at 32 px, a short t-SNE, 2 timed steps, one round, no real file: a smoke run")
     a = ap.parse_args()
     if a.quick:
         for k, v in QUICK.items():
@@ -131,6 +134,8 @@ def memory(a: argparse.Namespace, size: int, data: Path, model: Path, work: Path
     skipped (``run`` only follows its ``embed``)."""
     common = ["--data", str(data), "--model", str(model), "--arch", "resnet18", "--input-size", str(a.input_size),
               "--runs-dir", str(work / "runs"), "--device", a.device, "--threads", str(a.threads)]
+    if a.quick:
+        common += ["--tsne-config", json.dumps(QUICK_TSNE.to_dict())]
     out: dict = {"embed": None, "run": None}
     if a.skip_embed_above is None or size <= a.skip_embed_above:
         out["embed"] = child(["embed", *common, "--out", str(work / "emb")], work / "embed.log")

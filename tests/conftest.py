@@ -26,6 +26,27 @@ def pytest_configure(config):
         ".ci/run also runs these under ATEN_CPU_CAPABILITY=avx2 and =default (`python -m pytest -q -m numerics`)")
 
 
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(*argv)`` → (exit code, stdout, stderr) of ``python -m plint_core ARGV``, run in this process: a
+    check of options and messages without the 3 s of a fresh interpreter importing torch. Long jobs still go to a
+    worker process, as from the shell; tests/test_cli.py keeps the real entry point in subprocesses."""
+    from plint_core.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        threads = torch.get_num_threads()
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        finally:
+            torch.set_num_threads(threads)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_data("digits")

@@ -125,3 +125,26 @@ class Resident:
         from plint_core.device import resident_bytes
 
         return resident_bytes(), os.getpid()
+
+
+@dataclass(frozen=True)
+class Inspect:
+    """Returns what the worker sees: ``$name``, its parent's pid, and the start method of a loader the engine
+    makes for image files (with one loader worker) in this worker."""
+
+    name: str
+    image: str
+    kind: str = field(default="test", init=False)
+    label: str = "inspect task"
+
+    def run(self, report, cancel) -> dict:
+        import torch
+
+        from plint_core.data.images import FileImages
+        from plint_core.data.loader import batch_loader
+
+        images = FileImages(paths=(Path(self.image),), shown=("one.png",), channels=1, size=(8, 8))
+        loader = batch_loader(images, 1, torch.device("cpu"), workers=1)
+        batches = [b["images"].shape for b in loader]
+        return {"value": os.environ.get(self.name), "parent": os.getppid(),
+                "loader": loader.multiprocessing_context.get_start_method(), "batches": len(batches)}

@@ -339,4 +339,5 @@ def test_replicated_rows_are_read_on_demand_and_projected_once(tmp_path, digits,
     again = project_embedding(demo_embedding, big, demo, store=store)
     assert len(calls) == n_calls, "the replicated set's latents come from the cache the second time"
     assert first.train_xy.shape == (3000, 2) and np.array_equal(first.train_xy, again.train_xy)
-    np.testing.assert_allclose(first.train_xy[:len(digits.train)], demo_embedding.train_xy, atol=1e-5)
+    # the same frozen E: equal up to float32 rounding (another batch composition sums in another order)
+    np.testing.assert_allclose(first.train_xy[:len(digits.train)], demo_embedding.train_xy, rtol=1e-5, atol=1e-5)

@@ -233,31 +233,27 @@ def test_a_pair_the_model_does_not_have_is_refused(tmp_path, digits, demo, demo_
                      store=RunStore(tmp_path))
 
 
-def _cli(tmp_path, spec, *argv):
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def _cli(run_cli, tmp_path, spec, *argv) -> tuple[int, str, str]:
     path = tmp_path / "spec.json"
     path.write_text(spec.to_json())
-    return subprocess.run([sys.executable, "-m", "plint_core", "run", "--data", "digits", "--model", "demo", "--spec",
-                           str(path), "--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path / "runs"),
-                           "--tsne-config", '{"n_iter": 200, "early_exaggeration_iter": 50, "pca_iter": 25}',
-                           "--steps", "40", "--evaluations", "2", "--threads", "1", *argv],
-                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=300)
+    return run_cli("run", "--data", "digits", "--model", "demo", "--spec", path, "--out", tmp_path / "o",
+                   "--runs-dir", tmp_path / "runs",
+                   "--tsne-config", '{"n_iter": 200, "early_exaggeration_iter": 50, "pca_iter": 25}',
+                   "--steps", "40", "--evaluations", "2", "--threads", "1", *argv)
 
 
 @pytest.mark.numerics
-def test_cli_runs_a_baseline_and_writes_its_result(tmp_path, spec):
+def test_cli_runs_a_baseline_and_writes_its_result(run_cli, tmp_path, spec):
     import json
 
-    proc = _cli(tmp_path, spec, "--baseline", "oversample", "--pair", "3,8", "--repeats", "3", "--margin", "0.99")
-    assert proc.returncode == 0, proc.stderr
+    code, out, err = _cli(run_cli, tmp_path, spec, "--baseline", "oversample", "--pair", "3,8", "--repeats", "3",
+                          "--margin", "0.99")
+    assert code == 0, err
     result = json.loads((tmp_path / "o" / "result.json").read_text())
     assert result["baseline"] == {"kind": "oversample", "pair": [3, 8], "repeats": 3, "margin": 0.99,
                                   "name": "oversample ×3 (margin 0.99)"}
     assert result["n_hard"] > 0 and 0.9 < result["accuracy"]["baseline"] <= 1.0
-    assert result["selection"]["oversample"]["rule"] == "best-val" and "kept step" in proc.stderr + proc.stdout
+    assert result["selection"]["oversample"]["rule"] == "best-val" and "kept step" in err + out
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -268,9 +264,9 @@ def test_cli_runs_a_baseline_and_writes_its_result(tmp_path, spec):
     (["--baseline", "upweight", "--pair", "3,8", "--weight", "0"], "weight is 0.0"),
     (["--baseline", "classweight", "--pair", "3,8"], "takes no --pair"),
 ])
-def test_cli_baseline_options_are_checked_in_one_line(tmp_path, spec, argv, fragment):
-    proc = _cli(tmp_path, spec, *argv)
-    assert proc.returncode == 2 and fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+def test_cli_baseline_options_are_checked_in_one_line(run_cli, tmp_path, spec, argv, fragment):
+    code, _, err = _cli(run_cli, tmp_path, spec, *argv)
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
 
 
@@ -356,11 +352,11 @@ def test_classweight_run_is_stored_and_loaded(tmp_path, digits, demo, demo_embed
     assert upweight["run_id"] != result["run_id"]
 
 
-def test_cli_runs_the_classweight_baseline_without_a_pair(tmp_path, spec):
+def test_cli_runs_the_classweight_baseline_without_a_pair(run_cli, tmp_path, spec):
     import json
 
-    proc = _cli(tmp_path, spec, "--baseline", "classweight")
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = _cli(run_cli, tmp_path, spec, "--baseline", "classweight")
+    assert code == 0, err
     result = json.loads((tmp_path / "o" / "result.json").read_text())
     assert result["baseline"] == {"kind": "classweight", "name": "class-weighted (1/frequency)"}
     assert len(result["class_weight"]) == 10 and np.mean(result["class_weight"]) == pytest.approx(1.0, rel=1e-5)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from executor_tasks import Fail, Hold, Pid, Sleep, Stubborn
+from executor_tasks import Fail, Hold, Inspect, Pid, Sleep, Stubborn
 
 from plint_core.errors import PlintError, RunCancelled
 from plint_core.runs.executor import CANCELLED, DONE, FAILED, QUEUED, RUNNING
@@ -81,6 +81,33 @@ def test_failures_come_back_as_one_message(executor):
     assert "stopped unexpectedly" in crash.error and "nothing of it was stored" in crash.error
     with pytest.raises(PlintError, match="class 'cat'"):
         expected.outcome()
+
+
+def test_workers_see_the_environment_of_now_and_fork_their_loaders(tmp_path, monkeypatch):
+    """A worker takes the caller's environment as it is when the worker starts, also one forked from a fork server
+    started before the change; its loaders for image files fork (a spawned one would import torch again per loader)."""
+    import os
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "one.png")
+    first = LocalExecutor(1, threads=1)
+    try:
+        before = first.submit(Inspect("PLINT_TEST_SETTING", str(tmp_path / "one.png"))).outcome()
+    finally:
+        first.shutdown()
+    monkeypatch.setenv("PLINT_TEST_SETTING", "set after the first worker")
+    second = LocalExecutor(1, threads=1)
+    try:
+        after = second.submit(Inspect("PLINT_TEST_SETTING", str(tmp_path / "one.png"))).outcome()
+    finally:
+        second.shutdown()
+    assert before["value"] is None and after["value"] == "set after the first worker"
+    assert before["batches"] == after["batches"] == 1
+    if sys.platform.startswith("linux"):
+        assert after["loader"] == "fork"
+        assert after["parent"] == before["parent"] != os.getpid(), "both workers were forked by the one fork server"
 
 
 def test_a_worker_holding_much_memory_after_a_task_is_replaced_by_a_fresh_one():

@@ -215,14 +215,10 @@ def test_step_budget_and_epochs_are_keyed_and_checked():
     (["--select", "best"], "invalid choice"),
     (["--steps", "0"], "steps is 0"),
 ])
-def test_cli_selection_options_are_checked(tmp_path, argv, fragment):
-    import subprocess
-    import sys
-
+def test_cli_selection_options_are_checked(run_cli, tmp_path, argv, fragment):
     spec = tmp_path / "spec.json"
     spec.write_text(SPEC.to_json())
-    proc = subprocess.run([sys.executable, "-m", "plint_core", "run", "--data", "digits", "--model", "demo", "--spec",
-                           str(spec), "--out", str(tmp_path / "o"), "--runs-dir", str(tmp_path / "runs"), *argv],
-                          capture_output=True, text=True, cwd=__import__("pathlib").Path(__file__).parent.parent)
-    assert proc.returncode == 2 and fragment in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    code, _, err = run_cli("run", "--data", "digits", "--model", "demo", "--spec", spec, "--out", tmp_path / "o",
+                           "--runs-dir", tmp_path / "runs", *argv)
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()

@@ -10,12 +10,15 @@ results do not change with the way the images are held.
 
 Worker processes (:func:`default_workers`) decode image files in parallel and,
 on CUDA, keep the GPU fed; they persist across epochs, and batches go to the
-GPU through pinned memory with ``non_blocking`` copies.
+GPU through pinned memory with ``non_blocking`` copies. On Linux they are forked
+(:func:`loader_context`), also inside a plint worker, whatever start method made it.
 """
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
+import sys
 import re
 import threading
 import time
@@ -103,6 +106,19 @@ def default_workers(images: Images, device: torch.device) -> int:
     return max(0, min(MAX_WORKERS, usable_cores() - 1))
 
 
+def loader_context():
+    """The start method of loader workers: ``fork`` on Linux, else the platform's default (``None``).
+
+    A process started with ``spawn`` or ``forkserver`` (a plint worker, :mod:`plint_core.runs.local`) hands that
+    method on as the default of its own children, and each spawned loader worker imports torch and the engine again (re-running
+    the main module too) before its first batch: 2-4 s per loader, and a run makes one for every pass over
+    validation, test and the probes. A forked one starts from the worker's memory in milliseconds (an image
+    folder's 1-epoch run of 36 images: 36 s through a worker with spawned loaders, 7 s with forked ones, bench/RESULTS.md). Linux's
+    default, and what torch documents for its loaders; on macOS forking a process with threads is unsafe, so
+    the default stays."""
+    return multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
+
+
 def usable_cores() -> int:
     """Cores this process may run on: its CPU affinity, capped by the container's CPU quota
     (:func:`plint_core.device.cpu_quota`; a hosted container often sees every core of its host)."""
@@ -122,6 +138,7 @@ def batch_loader(images: Images, batch_size: int, device: torch.device, *, gener
     # number of workers.
     return DataLoader(RowBatches(images, **extras), batch_size=None, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                      multiprocessing_context=loader_context() if workers > 0 else None,
                       prefetch_factor=2 if workers > 0 else None, generator=torch.Generator().manual_seed(0),
                       worker_init_fn=functools.partial(_exit_with_owner, os.getpid()) if workers > 0 else None)
 

@@ -1,6 +1,6 @@
 """torchvision's MNIST and FashionMNIST as plint data sets (``--data mnist`` / ``fashion-mnist``).
 
-They are read from :data:`CACHE_DIR` (``$PLINT_DATA_CACHE``, default
+They are read from :func:`cache_dir` (``$PLINT_DATA_CACHE``, default
 ``~/.cache/plint``) and downloaded there by torchvision on first use, which
 needs the internet; offline and not cached, loading says so. Their own
 train/test split is kept (60 000 / 10 000 images of 1×28×28).
@@ -19,7 +19,10 @@ from .images import array_images
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 """``--data`` names → torchvision dataset classes."""
-CACHE_DIR = Path(os.environ.get("PLINT_DATA_CACHE", Path.home() / ".cache" / "plint"))
+def cache_dir() -> Path:
+    """``$PLINT_DATA_CACHE`` as it is now (read at each call, not at import: a worker's modules are imported
+    once, by its fork server), default ``~/.cache/plint``."""
+    return Path(os.environ.get("PLINT_DATA_CACHE", Path.home() / ".cache" / "plint"))
 _DOWNLOAD_HOST = ("ossci-datasets.s3.amazonaws.com", 443)
 
 
@@ -41,7 +44,7 @@ def is_online(timeout: float = 2.0) -> bool:
 def load_torchvision_dataset(name: str, *, root: str | Path | None = None, download: bool = True) -> Dataset:
     """MNIST or FashionMNIST from the cache, downloading it first if ``download`` and it is missing."""
     cls = _dataset_class(name)
-    root = str(root or CACHE_DIR)
+    root = str(root or cache_dir())
     if not _raw_files_present(name, root):
         if not download:
             raise PlintError(f"{name} is not in the cache {root!r} and downloading was not allowed")
@@ -71,6 +74,6 @@ def _dataset_class(name: str):
 
 
 def _raw_files_present(name: str, root: str | Path | None) -> bool:
-    raw = Path(root or CACHE_DIR) / TORCHVISION_DATASETS[name] / "raw"
+    raw = Path(root or cache_dir()) / TORCHVISION_DATASETS[name] / "raw"
     return all((raw / f"{prefix}-{kind}-idx{dims}-ubyte").is_file()
                for prefix in ("train", "t10k") for kind, dims in (("images", 3), ("labels", 1)))
