@@ -20,7 +20,7 @@ from plint_core.models.sources import load_model
 
 
 def pytest_configure(config):
-    # Registered here, not in an ini file, so that `python -m pytest -q` finds its rootdir and tests as before.
+    # Registered here, beside the fixtures (pytest.ini holds only how the suite runs).
     config.addinivalue_line(
         "markers", "numerics: asserts on a trained, fine-tuned or fitted figure, or on floats being equal; "
         ".ci/run also runs these under ATEN_CPU_CAPABILITY=avx2 and =default (`python -m pytest -q -m numerics`)")
