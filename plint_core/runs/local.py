@@ -65,8 +65,10 @@ def worker_context():
     A spawned worker imports torch and the engine before its first task: 3-4 s on a 2-core machine, paid again by
     every fresh worker (a retired one, one replacing a killed one, every CLI command). A forked one starts in a
     fraction of a second. Forking the fork server, never the app's server (whose threads and sockets a fork would
-    copy), keeps the workers' state clean; the workers share torch's pages with the fork server, so the memory they
-    add together (the sum of ``Pss``) is about that of spawned workers. The worker takes the caller's environment as
+    copy), keeps the workers' state clean. The workers share torch's pages with the fork server: a server holding
+    torch with one idle worker measured 849 MB of ``Pss`` in all against 796 MB with a spawned worker (+53 MB,
+    bench/RESULTS.md); after a worker retires, the fork server alone (about 390 MB) stays until the next task,
+    where a spawned slot would hold nothing. The worker takes the caller's environment as
     it is at the worker's start (:func:`_worker_main`), as a spawned one would; only what torch reads at import
     (``ATEN_CPU_CAPABILITY``, ``OMP_NUM_THREADS``) is the fork server's, from the first worker's start.
     """
