@@ -24,6 +24,21 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "numerics: asserts on a trained, fine-tuned or fitted figure, or on floats being equal; "
         ".ci/run also runs these under ATEN_CPU_CAPABILITY=avx2 and =default (`python -m pytest -q -m numerics`)")
+    config.addinivalue_line("markers", "xdist_group(name): the test process a test runs in (pytest-xdist's, given "
+                                       "here too for a run without the plugin)")
+
+
+SERVERS = {"test_browser_e2e.py", "test_browser_deep_links.py", "test_restart.py", "test_ray_executor.py"}
+"""Test files that start app servers, browsers or a Ray cluster: one after another in one test process (their waits
+for a page or a cluster are the suite's most sensitive to load), while the other process runs the rest."""
+
+
+def pytest_collection_modifyitems(config, items):
+    # pytest.ini distributes by xdist_group: each file whole in one test process, as --dist loadfile does, and the
+    # files of SERVERS all in the same one.
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("servers" if name in SERVERS else name))
 
 
 @pytest.fixture

@@ -148,3 +148,19 @@ class Inspect:
         batches = [b["images"].shape for b in loader]
         return {"value": os.environ.get(self.name), "parent": os.getppid(),
                 "loader": loader.multiprocessing_context.get_start_method(), "batches": len(batches)}
+
+
+@dataclass(frozen=True)
+class Chatty:
+    """Reports as fast as it can (a new stage each time, so that every report is sent) for ``seconds``."""
+
+    seconds: float = 120.0
+    kind: str = field(default="test", init=False)
+    label: str = "chatty task"
+
+    def run(self, report, cancel) -> str:
+        end, i = time.monotonic() + self.seconds, 0
+        while time.monotonic() < end and not cancel.is_set():
+            report(f"chat {i % 2}", 0.5)
+            i += 1
+        return "done"

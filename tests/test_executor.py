@@ -229,19 +229,22 @@ def test_an_app_job_relays_place_progress_cancel_and_outcome(executor, tmp_path)
 KILLED_PARENT = """
 import sys, time
 from plint_core.runs.local import LocalExecutor
-from executor_tasks import Sleep
+from executor_tasks import Chatty, Sleep
 ex = LocalExecutor(1, threads=1)
-handle = ex.submit(Sleep("doomed", sys.argv[1], seconds=120))
-while handle.status.stage != "working":
+task = Sleep("doomed", sys.argv[1], seconds=120) if sys.argv[2] == "sleep" else Chatty()
+handle = ex.submit(task)
+while handle.status.stage in ("queued", "starting"):
     time.sleep(0.05)
 print(handle.where, flush=True)
 time.sleep(600)
 """
 
 
-def test_a_killed_parent_takes_its_worker_with_it(tmp_path):
+@pytest.mark.parametrize("task", ["sleep", "chatty"])
+def test_a_killed_parent_takes_its_worker_with_it(tmp_path, task):
     """SIGKILL of the process holding the executor (the app's server): its worker notices and exits at once,
-    rather than finishing a job nobody will read."""
+    rather than finishing a job nobody will read, and quietly: also one caught sending a report (chatty) when its
+    pipe breaks leaves no traceback in the server's log."""
     import os
     import re
     import signal
@@ -251,13 +254,17 @@ def test_a_killed_parent_takes_its_worker_with_it(tmp_path):
     from pathlib import Path
 
     tests = Path(__file__).resolve().parent
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(tmp_path / "log")], stdout=subprocess.PIPE,
-                            text=True, cwd=tests.parent, env={**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}"})
+    err = (tmp_path / "stderr").open("w")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(tmp_path / "log"), task], stdout=subprocess.PIPE,
+                            stderr=err, text=True, cwd=tests.parent,
+                            env={**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}"})
     try:
         line = proc.stdout.readline()
         worker = int(re.search(r"pid (\d+)", line).group(1))
+        time.sleep(0.3)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
         def alive() -> bool:  # an exited child of the killed parent may linger as a zombie until reaped
             try:
                 return "State:\tZ" not in Path(f"/proc/{worker}/status").read_text()
@@ -268,6 +275,9 @@ def test_a_killed_parent_takes_its_worker_with_it(tmp_path):
         while alive() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not alive(), "the worker outlived its killed parent"
+        time.sleep(0.2)
+        err.close()
+        assert "Traceback" not in (tmp_path / "stderr").read_text()
     finally:
         proc.kill()
 

@@ -340,7 +340,10 @@ def _worker_main(commands, events, threads: int, env: dict[str, str], retire_abo
 
     def send(*message) -> None:
         with send_lock:
-            events.send(message)
+            try:
+                events.send(message)
+            except OSError:  # a broken pipe: the parent is gone (killed), and nobody will read what this task does
+                os._exit(1)
 
     def listen() -> None:
         while True:
