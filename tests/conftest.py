@@ -33,6 +33,7 @@ SERVERS = {"test_browser_e2e.py", "test_browser_deep_links.py", "test_restart.py
 for a page or a cluster are the suite's most sensitive to load), while the other process runs the rest."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (loadgroup)
 def pytest_collection_modifyitems(config, items):
     # pytest.ini distributes by xdist_group: each file whole in one test process, as --dist loadfile does, and the
     # files of SERVERS all in the same one.
