@@ -186,10 +186,6 @@ def _kill_left_over(folder: str) -> list[int]:
     return killed
 
 
-_CHECKED: dict = {}
-"""The checks' results, once per test process (see :func:`ray_results`)."""
-
-
 @pytest.fixture(scope="module")
 def ray_results():
     """Start a Ray head in a private namespace, run tests/ray_checks.py against it, stop it; what the checks saw.
@@ -197,12 +193,8 @@ def ray_results():
     With a private process namespace, the namespace's processes (Ray's included) end when its first process
     does. Without one (only the network is private), ``ray stop`` would stop every Ray on the machine, so the
     cluster's processes are found by what ties them to its folder (:func:`_started_here`) and killed by their
-    ids. The checks run once per test process: pytest-xdist may hand a process this module's tests in two batches,
-    tearing the module's fixtures down between them (the cluster's 70 s were measured twice so), and the results
-    of the one run, from a cluster already gone, serve both."""
-    if "results" in _CHECKED:
-        yield _CHECKED["results"]
-        return
+    ids. Under pytest-xdist the module runs whole in one test process (tests/conftest.py, SERVERS), so the
+    cluster starts once."""
     if not HAS_RAY:
         pytest.skip("ray is not installed (pip install -r requirements-dev.txt)")
     namespace, problem = _namespace()
@@ -236,7 +228,6 @@ def ray_results():
         results = json.loads(lines[-1])
         results["stderr"] = proc.stderr[-6000:]
         print("namespace:", " ".join(namespace), "seconds per check:", results.get("seconds"))  # with -s
-        _CHECKED["results"] = results
         yield results
     finally:
         left = _kill_left_over(str(tmp))
