@@ -1,13 +1,18 @@
 """Page 4 · Compare: before / after / control confusion matrices, per-class metrics, test embeddings."""
+import streamlit as st
+
+from plint_app.navigation import through_app
+
+through_app()  # first of all: a deep link on a fresh server comes back through app.py before this page's
+# modules (torch among them) load, so that app.py can paint the first visit while they do (plint_app.first_paint)
+
 import json
 
 import numpy as np
-import streamlit as st
 
 from plint_app.history import history_table, run_label
 from plint_app.jobs import DONE
 from plint_app.links import follow, show_in_address
-from plint_app.navigation import through_app
 from plint_app.project import Project
 from plint_app.replay_panel import replay_panel
 from plint_app.resources import embedding_job, seed_bootstrap, stored_run
@@ -40,8 +45,6 @@ from plint_core.report.summaries import (
     selection_summary,
     spec_summary,
 )
-
-through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 
 def run_train_xy(proj: Project, embedding_key: str) -> np.ndarray | None:

@@ -1,13 +1,18 @@
 """Page 2 · Embedding & interventions: select groups in the scatter, move them, build the spec."""
-import numpy as np
 import streamlit as st
+
+from plint_app.navigation import through_app
+
+through_app()  # first of all: a deep link on a fresh server comes back through app.py before this page's
+# modules (torch among them) load, so that app.py can paint the first visit while they do (plint_app.first_paint)
+
+import numpy as np
 
 from plint_app.chart_events import parse_event
 from plint_app.drag_map import drag_map, group_payload
 from plint_app.editor import SELECT_MODES
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
-from plint_app.navigation import through_app
 from plint_app.pair_panel import pair_panel
 from plint_app.project import Project
 from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, scatter_view
@@ -27,8 +32,6 @@ from plint_app.ui import (
 )
 from plint_core.errors import PlintError
 from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
-
-through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
 LINKED_KEY = "w_linked_layer"

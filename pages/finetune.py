@@ -1,12 +1,16 @@
 """Page 3 · Fine-tune: PLI run and its CE-only control, live progress, cancel, run history."""
+import streamlit as st
+
+from plint_app.navigation import through_app
+
+through_app()  # first of all: a deep link on a fresh server comes back through app.py before this page's
+# modules (torch among them) load, so that app.py can paint the first visit while they do (plint_app.first_paint)
+
 import time
 from dataclasses import replace
 
-import streamlit as st
-
 from plint_app.history import history_table, run_label
 from plint_app.jobs import CANCELLED, DONE, FAILED, Job, Queued, relay
-from plint_app.navigation import through_app
 from plint_app.project import Project
 from plint_app.resources import embedding_job, executor, session_workspace
 from plint_app.run_archives import export_bytes, import_upload
@@ -34,8 +38,6 @@ from plint_core.report.style import class_colors
 from plint_core.pipeline import load_run, run_key
 from plint_core.report.summaries import selection_summary, spec_summary
 from plint_core.runs.tasks import RunTask
-
-through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 DEFAULTS = FinetuneConfig()
 LR_CHOICES = tuple(sorted({1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, DEFAULTS.lr}))

@@ -1,10 +1,15 @@
 """Page 1 · Model & data: what is loaded, the latent layer, and the embedding fit."""
-import numpy as np
-import pandas as pd
 import streamlit as st
-import torch
 
 from plint_app.navigation import through_app
+
+through_app()  # first of all: a deep link on a fresh server comes back through app.py before this page's
+# modules (torch among them) load, so that app.py can paint the first visit while they do (plint_app.first_paint)
+
+import numpy as np
+import pandas as pd
+import torch
+
 from plint_app.source_panel import source_section
 from plint_app.ui import (
     EMB_SEED_KEY,
@@ -15,8 +20,6 @@ from plint_app.ui import (
     load_project,
     page_link,
 )
-
-through_app()  # before anything is shown: a deep link on a fresh server comes back through app.py
 
 WIDE_CLASS_TABLE = 12  # up to this many classes, the counts table lies on its side (one column per class)
 

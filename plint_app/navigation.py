@@ -30,8 +30,10 @@ from typing import Iterator
 
 import streamlit as st
 
-from .ui import PAGES
-
+PAGES = {"model": "pages/model_data.py", "embedding": "pages/embedding.py", "finetune": "pages/finetune.py",
+         "compare": "pages/compare.py"}
+"""The page files, by name (relative to ``app.py``). This module imports no more than Streamlit: ``app.py`` draws
+the navigation (and :mod:`plint_app.first_paint`) before the engine's modules load."""
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
 _run = threading.local()  # .in_app: this thread is running a page from inside app.py
 

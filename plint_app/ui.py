@@ -12,12 +12,11 @@ from plint_core.errors import PlintError
 from plint_core.pipeline import Embedding
 
 from .jobs import DONE, FAILED, Job, Queued
+from .navigation import PAGES
 from .project import Project
 from .resources import STAGE_TITLES, embedding_job, project
 
 LOG = logging.getLogger("plint_app")
-PAGES = {"model": "pages/model_data.py", "embedding": "pages/embedding.py", "finetune": "pages/finetune.py",
-         "compare": "pages/compare.py"}
 LAYER_KEY, EMB_SEED_KEY = "w_layer", "w_embedding_seed"
 POLL_SECONDS = 0.5
 

@@ -44,11 +44,15 @@ NAV_LINKS_JS = """window.plintNavLinks = () => [...document.querySelectorAll('[d
 RECORD_NAV_JS = NAV_LINKS_JS + """
 (() => {
   window.__plintNavSeen = [];
+  window.__plintFrameSeen = false;
   const seen = new Set();
   const record = () => { for (const [label] of plintNavLinks())
-    if (!seen.has(label)) { seen.add(label); window.__plintNavSeen.push(label); } };
+    if (!seen.has(label)) { seen.add(label); window.__plintNavSeen.push(label); }
+    if (document.querySelector(FRAME_SELECTOR)) window.__plintFrameSeen = true; };
   new MutationObserver(record).observe(document, {childList: true, subtree: true, characterData: true});
 })();"""
+RECORD_NAV_JS = RECORD_NAV_JS.replace("FRAME_SELECTOR", "'.st-key-plint_first_paint'")
+FRAME_NOW_JS = "() => document.querySelectorAll('.st-key-plint_first_paint').length"
 NAV_NOW_JS = "() => window.plintNavLinks()"
 MENU_JS = "(menu) => JSON.stringify(window.plintNavLinks()) === JSON.stringify(menu)"
 STATUS_JS = """() => { const s = document.querySelector('[data-testid="stSidebar"]');
@@ -92,6 +96,7 @@ def open_link(browser, url: str, heading: str, check, shot: Path) -> dict:
         if seen["nav"] != MENU:
             page.screenshot(path=str(shot), full_page=True)
             seen["screenshot"] = str(shot)
+        seen["frame_now"] = page.evaluate(FRAME_NOW_JS)
         seen["native_nav"] = page.locator('[data-testid="stSidebarNav"]').count()
         seen["title"] = page.title()
         seen["main_width"] = page.evaluate(MAIN_WIDTH_JS)
@@ -103,6 +108,7 @@ def open_link(browser, url: str, heading: str, check, shot: Path) -> dict:
         seen["screenshot"] = str(shot)
         seen.setdefault("nav", page.evaluate(NAV_NOW_JS))
     seen["nav_ever"] = page.evaluate("() => window.__plintNavSeen")
+    seen["frame_ever"] = page.evaluate("() => window.__plintFrameSeen")
     context.close()
     return seen
 
@@ -158,4 +164,7 @@ def test_deep_links_open_the_app_in_a_fresh_browser(app_runs, stored_run, tmp_pa
         assert r["not_found"] == 0, f"{r['url']}: Streamlit says 'Page not found'\n{report}"
         assert r["title"] == PAGE_TITLE, f"{r['url']}: the tab's title is {r['title']!r}\n{report}"
         assert r["main_width"] > 1000, f"{r['url']}: not the wide layout ({r['main_width']:.0f} px)\n{report}"
+        assert r["frame_now"] == 0, f"{r['url']}: the first visit's frame is still on the page\n{report}"
+    # the server's first page (Compare, a chart page) drew the frame while the engine loaded; later pages did not
+    assert [r["frame_ever"] for r in results] == [True] + [False] * (len(results) - 1), report
     assert "Traceback" not in log.read_text(), log.read_text()
