@@ -109,8 +109,10 @@ def pick_section(res, arrays) -> int | None:
         st.plotly_chart(fig, key="path_figure", config={"displaylogo": False})
     rule = r["selection"]["pli"].get("pick") or {}
     if rule.get("within") is False:
-        st.caption("No PLI checkpoint stayed within the tolerance of the best validation accuracy: the rule kept "
-                   "the PLI run's best validation checkpoint.")
+        st.caption("No PLI checkpoint came within the tolerance of the best validation accuracy of the start and "
+                   "the control: the rule kept " + ("the checkpoint nearest the edit within the tolerance of the PLI "
+                                                    "run's own best." if rule.get("fallback") == "own-best" else
+                                                    "the PLI run's best validation checkpoint."))
     return picked
 
 

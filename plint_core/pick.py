@@ -13,7 +13,10 @@ Rules for the default pick (``FinetuneConfig.select``):
     distance where no validation image is moved) among those whose validation accuracy is within
     ``tolerance`` (default :data:`TOLERANCE`, 0.5 pp) of the reference: the best validation accuracy that the
     start or the control reached. The edit takes where it is cheap, and never at more than ``tolerance`` of
-    accuracy; if no checkpoint is within it, the best validation checkpoint.
+    accuracy. If no checkpoint is within it (the control kept improving a model still in training, or the best of
+    its ten noisy scores ran high), the same choice within ``tolerance`` of the PLI run's own best validation
+    accuracy: the edit is not dropped for a gap that no checkpoint could close (before, the fallback was the best
+    validation checkpoint itself, which could be the start: bench/RESULTS.md, "Engine note").
 ``best-val``
     The checkpoint with the best validation accuracy, the start included (ties: the later step).
 ``last``
@@ -56,19 +59,26 @@ def reference_accuracy(start: Checkpoint, control: Sequence[Checkpoint]) -> floa
 
 def follow(path: Sequence[Checkpoint], reference: float, tolerance: float = TOLERANCE) -> tuple[int, bool]:
     """``(step, within)``: the checkpoint of ``path`` with the smallest edit distance among those within
-    ``tolerance`` of ``reference`` (ties: the earlier step, nearer the start), and whether one was; else
-    :func:`best_val`."""
-    ok = [i for i, c in enumerate(path) if c.accuracy >= reference - tolerance - 1e-12
-          and edit_distance(c) is not None]
-    if not ok:
-        return best_val(path), False
-    i = min(ok, key=lambda i: (edit_distance(path[i]), i))
-    return path[i].step, True
+    ``tolerance`` of ``reference`` (ties: the earlier step, nearer the start), and whether one was; where none
+    is, the same among those within ``tolerance`` of the path's own best validation accuracy (``within`` False);
+    where no checkpoint has a distance, :func:`best_val`."""
+    def nearest(level: float) -> int | None:
+        ok = [i for i, c in enumerate(path) if c.accuracy >= level - tolerance - 1e-12
+              and edit_distance(c) is not None]
+        return min(ok, key=lambda i: (edit_distance(path[i]), i)) if ok else None
+
+    i = nearest(reference)
+    if i is not None:
+        return path[i].step, True
+    i = nearest(max(c.accuracy for c in path))
+    return (path[i].step if i is not None else best_val(path)), False
 
 
 def pick_steps(rule: str, pli: Sequence[Checkpoint], control: Sequence[Checkpoint],
                tolerance: float = TOLERANCE) -> dict:
-    """The default picks: ``{"rule", "pli", "control", "reference", "tolerance", "within"}`` (steps)."""
+    """The default picks: ``{"rule", "pli", "control", "reference", "tolerance", "within"}`` (steps); ``follow``
+    with no checkpoint within the tolerance adds ``"fallback": "own-best"`` (:func:`follow`; a run stored before
+    that rule has no such key: its fallback was the best validation checkpoint)."""
     ref = reference_accuracy(pli[0], control)
     if rule == "last":
         return {"rule": rule, "pli": pli[-1].step, "control": control[-1].step, "reference": ref,
@@ -77,8 +87,11 @@ def pick_steps(rule: str, pli: Sequence[Checkpoint], control: Sequence[Checkpoin
         return {"rule": rule, "pli": best_val(pli), "control": best_val(control), "reference": ref,
                 "tolerance": tolerance, "within": None}
     step, within = follow(pli, ref, tolerance)
-    return {"rule": rule, "pli": step, "control": best_val(control), "reference": ref, "tolerance": tolerance,
-            "within": within}
+    picks = {"rule": rule, "pli": step, "control": best_val(control), "reference": ref, "tolerance": tolerance,
+             "within": within}
+    if not within:
+        picks["fallback"] = "own-best"
+    return picks
 
 
 def candidates(path: Sequence[Checkpoint], reference: float | None, tolerance: float = TOLERANCE) -> set[int]:

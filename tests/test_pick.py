@@ -41,10 +41,24 @@ def test_follow_takes_the_nearest_checkpoint_within_the_tolerance():
     assert pick_steps("best-val", pli, control)["pli"] == 0 and pick_steps("last", pli, control)["pli"] == 300
 
 
-def test_nothing_within_the_tolerance_keeps_the_best_validation_checkpoint():
+def test_nothing_within_the_tolerance_of_either_keeps_the_best_validation_checkpoint():
     pli = path((0.80, 10.0), (0.75, 2.0), (0.78, 1.0))
     control = path((0.80, 10.0), (0.90, 10.0))  # the control improved a lot: no PLI checkpoint comes close
     assert follow(pli, reference_accuracy(pli[0], control), 0.005) == (0, False)
+
+
+def test_out_of_reach_of_the_control_the_edit_is_followed_near_the_runs_own_best():
+    """Where the control's best is out of reach, ``follow`` does not drop the edit: it takes the checkpoint nearest
+    the edit within the tolerance of the PLI run's own best (the engine note's digits case, λ 0.7, seed 0: the old
+    fallback, the best validation checkpoint, was the start)."""
+    pli = [Checkpoint(0, 0, 0.9791, 0, 9.80, None), Checkpoint(900, 8, 0.9721, 0, 2.07, None),
+           Checkpoint(1000, 9, 0.9756, 0, 2.14, None)]
+    control = [Checkpoint(0, 0, 0.9791, 0, 9.80, None), Checkpoint(300, 3, 0.9861, 0, 9.19, None)]
+    picks = pick_steps("follow", pli, control)
+    assert (picks["pli"], picks["within"], picks["fallback"]) == (1000, False, "own-best"), \
+        "0.9756 is within 0.5 pp of 0.9791, 0.9721 is not"
+    assert best_val(pli) == 0
+    assert follow([Checkpoint(0, 0, 0.8, 0, None, None)], 0.9) == (0, False), "no distance: the best validation"
 
 
 def test_the_training_points_distance_counts_where_no_validation_image_is_moved():
@@ -157,3 +171,15 @@ def test_a_large_models_unstored_checkpoint_is_recomputed_bit_for_bit(tmp_path, 
         torch.testing.assert_close(fresh[k], stored[k], rtol=0, atol=0)
     with pytest.raises(Exception, match="no checkpoint at step 7"):
         replay_checkpoint(digits, demo, demo_embedding, run, 7, device="cpu")
+
+
+def test_the_summary_says_which_fallback_kept_the_checkpoint():
+    from plint_core.report.summaries import selection_summary
+
+    def result(pick: dict) -> dict:
+        return {"selection": {"pli": {"rule": "follow", "step": 1000, "score": 0.9756, "pick": pick},
+                              "control": {"rule": "best-val", "step": 300, "score": 0.9861}}}
+
+    new = selection_summary(result({"within": False, "fallback": "own-best", "tolerance": 0.005, "reference": 0.9861}))
+    old = selection_summary(result({"within": False, "tolerance": 0.005, "reference": 0.9861}))  # stored before
+    assert "nearest the edit within it of the run's own best" in new and "its best validation one" in old

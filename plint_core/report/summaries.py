@@ -84,7 +84,10 @@ def selection_summary(result: dict) -> str:
             step = "the weights before fine-tuning" if sel["step"] == 0 else f"step {sel['step']:,}"
             how = (f"the checkpoint nearest the edit within {pick.get('tolerance', 0) * 100:.1f} pp of the best "
                    f"validation accuracy of the start and the control ({pick.get('reference', 0):.4f})"
-                   if pick.get("within", True) else "no checkpoint within the tolerance: its best validation one")
+                   if pick.get("within", True) else
+                   "no checkpoint within the tolerance: the one nearest the edit within it of the run's own best"
+                   if pick.get("fallback") == "own-best" else
+                   "no checkpoint within the tolerance: its best validation one")
             parts.append(f"{title} kept {step}, {how} (validation accuracy {sel['score']:.4f})")
         elif sel.get("rule") in ("best-val", "follow"):
             step = "the weights before fine-tuning" if sel["step"] == 0 else f"step {sel['step']:,}"
