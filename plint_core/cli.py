@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{FinetuneConfig.evaluations})")
     run.add_argument("--embed-on", choices=EMBED_ON, default=FinetuneConfig.embed_on,
                      help="rows the embedding term acts on: all (default, the method: unedited points keep their "
-                          "place as target) or moved (only the moved points)")
+                          "place as target), moved (only the moved points) or balanced (every point keeps its target, "
+                          "the moved and the unmoved points carry half of the term each)")
     run.add_argument("--val-points", type=int, default=FinetuneConfig.val_points, metavar="N",
                      help=f"best-val: validation images scored, at most (default {FinetuneConfig.val_points:,})")
     run.add_argument("--lam", type=float, default=FinetuneConfig.lam)

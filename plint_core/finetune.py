@@ -50,7 +50,7 @@ DEFAULT_STEPS = 1000
 epochs of its 1,437 training images) and about half an epoch of Fashion-MNIST; with the best checkpoint kept
 and early stopping (:mod:`plint_core.validation`) a run that has stopped improving ends sooner."""
 SELECT_RULES = PICK_RULES
-EMBED_ON = ("all", "moved")
+EMBED_ON = ("all", "moved", "balanced")
 WEIGHTINGS = ("calibrated", "paper", "scaled")
 OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9
@@ -96,7 +96,9 @@ class FinetuneConfig:
         place ``y`` as target) or ``moved`` (only the moved points; the others are left to cross-entropy).
         Measured over 5 seeds (bench/RESULTS.md): ``moved`` takes PneumoniaMNIST's instance edit (103 points)
         to 0.65 × the control's distance against 0.84 × with ``all``, but loses digits' class edit (0.86 ×
-        against 0.25 ×, four of five runs keep their start).
+        against 0.25 ×, four of five runs keep their start). ``balanced``: every row keeps its target, as with
+        ``all``, but the moved rows and the unmoved rows each carry half of the term (:func:`balanced_weights`),
+        so a few moved points are not outweighed by the many held in place.
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
     amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
         off for the CPU); not part of a run's key, recorded in its result.
@@ -154,8 +156,8 @@ class FinetuneConfig:
         if not (isinstance(self.evaluations, int) and 1 <= self.evaluations <= 1000):
             raise PlintError(f"evaluations is {self.evaluations}: give a whole number from 1 to 1000")
         if self.embed_on not in EMBED_ON:
-            raise PlintError(f"embed_on is {self.embed_on!r}: use 'all' (every training point keeps its target) or "
-                             "'moved' (only the moved points)")
+            raise PlintError(f"embed_on is {self.embed_on!r}: use 'all' (every training point keeps its target), "
+                             "'moved' (only the moved points) or 'balanced' (moved and unmoved points half each)")
         if not (isinstance(self.val_points, int) and self.val_points >= 10):
             raise PlintError(f"val points is {self.val_points}: give a whole number of at least 10")
 
@@ -228,7 +230,19 @@ class TrainingBatchSource:
     labels: np.ndarray
     targets: np.ndarray
     moved: np.ndarray | None = None
-    """Whether each row was moved by the spec (used with ``embed_on="moved"``); ``None``: none known."""
+    """Whether each row was moved by the spec (used with ``embed_on="moved"`` or ``"balanced"``); ``None``: none
+    known."""
+
+
+def balanced_weights(moved: np.ndarray) -> np.ndarray:
+    """Per-row weights of the embedding term with ``embed_on="balanced"``: the moved rows share half of the
+    total weight and the unmoved rows the other half, scaled to a mean of 1 (so the term stays a mean over the
+    batch). Where every row or no row was moved, all weights are 1 (the plain mean, as ``all``)."""
+    moved = np.asarray(moved, dtype=bool)
+    n, k = len(moved), int(moved.sum())
+    if k == 0 or k == n:
+        return np.ones(n, dtype=np.float32)
+    return np.where(moved, 0.5 * n / k, 0.5 * n / (n - k)).astype(np.float32)
 
 
 SMALL_MEMORY_BYTES = 4_000_000_000
@@ -479,9 +493,12 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     gen = torch.Generator().manual_seed(config.seed)
     only_moved = config.embed_on == "moved"
-    if only_moved and source.moved is None:
-        raise PlintError("embed_on='moved' needs to know which training points were moved")
-    weights = np.asarray(source.moved if only_moved else np.ones(len(source.labels)), dtype=np.float32)
+    if config.embed_on != "all" and source.moved is None:
+        raise PlintError(f"embed_on={config.embed_on!r} needs to know which training points were moved")
+    if config.embed_on == "balanced":
+        weights = balanced_weights(source.moved)
+    else:
+        weights = np.asarray(source.moved if only_moved else np.ones(len(source.labels)), dtype=np.float32)
     labels = np.asarray(source.labels, dtype=np.int64)
     targets = np.asarray(source.targets, dtype=np.float32)
     if rows is not None:  # batches drawn from these positions (repeats: oversampled), in the seed's order
@@ -513,7 +530,9 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
 
     def embed_term(xy: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         squared = ((xy - t) ** 2).sum(1)
-        return (w * squared).sum() / w.sum().clamp(min=1.0) if only_moved else squared.mean()
+        if only_moved:
+            return (w * squared).sum() / w.sum().clamp(min=1.0)
+        return (w * squared).mean()  # all: w is 1; balanced: mean 1 over the training rows
 
     checkpoints = set(eval_steps(total, config.evaluations)) if selector is not None else set()
     done, stop = 0, False
