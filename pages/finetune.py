@@ -26,6 +26,8 @@ from plint_app.ui import (
 )
 from plint_core.errors import PlintError
 from plint_core.finetune import (
+    AUTO_MOVED_SHARE,
+    EMBED_ON,
     OPTIMIZERS,
     SELECT_RULES,
     WEIGHTINGS,
@@ -46,6 +48,10 @@ SELECT_LABELS = {"follow": "Follows the edit most, within the tolerance (default
 WEIGHTING_LABELS = {"calibrated": "Calibrated: λ is the embedding term's share of the pull (default)",
                     "paper": "The paper's: no scaling (the embedding term dominates)",
                     "scaled": "Divided by the map's scale² (plint before calibration)"}
+EMBED_ON_LABELS = {"auto": f"Automatic: the moved points only for a small edit (under {AUTO_MOVED_SHARE:.0%} of the "
+                              "points), else every point (default)",
+                   "all": "Every point (the method: unmoved points keep their place)",
+                   "moved": "The moved points only", "balanced": "Every point, moved and unmoved half each"}
 OPTIMIZER_LABELS = {"adam": "Adam (default)", "sgd": "SGD, Nesterov momentum 0.9 (the paper's; lr 1e-2 or more)"}
 RUN_TITLES = {"pli": "PLI run (cross-entropy + embedding term)", "control": "Control run (cross-entropy only)"}
 
@@ -58,7 +64,8 @@ def settings(proj: Project) -> FinetuneConfig:
                           batch_size=int(s["w_batch"]), seed=int(s["w_seed"]), device=proj.config.device,
                           train_points=points if 0 < points < len(proj.data.train) else None,
                           select=s["w_select"], patience=patience or None, weighting=s["w_weighting"],
-                          optimizer=s["w_optimizer"], tolerance=float(s["w_tolerance"]) / 100)
+                          optimizer=s["w_optimizer"], tolerance=float(s["w_tolerance"]) / 100,
+                          embed_on=s["w_embed_on"])
 
 
 def start_run(proj: Project) -> None:
@@ -228,6 +235,7 @@ for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epo
                    ("w_seed", DEFAULTS.seed), ("w_batch", preset), ("w_points", 0),
                    ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1),
                    ("w_weighting", DEFAULTS.weighting), ("w_optimizer", DEFAULTS.optimizer),
+                   ("w_embed_on", DEFAULTS.embed_on),
                    ("w_tolerance", DEFAULTS.tolerance * 100)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
@@ -268,6 +276,12 @@ with st.expander("More settings"):
                  help="Calibrated: at the start the embedding term's gradient is set to λ / (1 − λ) times the "
                       "cross-entropy's, so λ means the same on any data and map. The paper's: the squared distance "
                       "as it is. Scaled: divided by the map's scale squared.")
+    st.selectbox("Points the embedding term acts on", EMBED_ON, key="w_embed_on", persist_state="session",
+                 format_func=EMBED_ON_LABELS.get,
+                 help="Every point: each keeps its place in the map as target, the moved ones their new place. With "
+                      "only a few points moved (misclassified images sent to their class), holding all the others "
+                      "in place outweighs the move; the moved points only then follow further at about the same "
+                      "accuracy (bench/RESULTS.md). Automatic picks by the share of points moved.")
     st.selectbox("Optimiser", OPTIMIZERS, key="w_optimizer", persist_state="session", format_func=OPTIMIZER_LABELS.get)
     st.selectbox("Checkpoint each run keeps", SELECT_RULES, key="w_select", persist_state="session",
                  format_func=SELECT_LABELS.get,

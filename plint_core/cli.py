@@ -166,9 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"validation evaluations per run, the checkpoints of its path (default "
                           f"{FinetuneConfig.evaluations})")
     run.add_argument("--embed-on", choices=EMBED_ON, default=FinetuneConfig.embed_on,
-                     help="rows the embedding term acts on: all (default, the method: unedited points keep their "
-                          "place as target), moved (only the moved points) or balanced (every point keeps its target, "
-                          "the moved and the unmoved points carry half of the term each)")
+                     help="rows the embedding term acts on: auto (default: moved where under 5 %% of the rows were "
+                          "moved, else all), all (the method: unedited points keep their place as target), moved "
+                          "(only the moved points) or balanced (every point keeps its target, the moved and the "
+                          "unmoved points carry half of the term each)")
     run.add_argument("--val-points", type=int, default=FinetuneConfig.val_points, metavar="N",
                      help=f"best-val: validation images scored, at most (default {FinetuneConfig.val_points:,})")
     run.add_argument("--lam", type=float, default=FinetuneConfig.lam)

@@ -105,6 +105,9 @@ class Selection:
     start there, so the run kept its start); ``None`` when not checked (step 0 kept, or no larger set)."""
     calibration: dict | None = None
     """With the calibrated weighting (:func:`plint_core.finetune.calibrate`): the gradient norms and the multiplier."""
+    embed_on: str | None = None
+    """The rows the embedding term acted on (``all``, ``moved`` or ``balanced``; ``FinetuneConfig.embed_on="auto"``
+    resolved, :func:`plint_core.finetune.resolve_embed_on`); ``None`` without an embedding term."""
     pick: dict | None = None
     """With a recorded path: the pick's ``rule``, ``reference``, ``tolerance`` and ``within`` (:mod:`plint_core.pick`)."""
     recorder: object = field(default=None, repr=False, compare=False)
@@ -116,7 +119,7 @@ class Selection:
         return {"rule": self.rule, "step": self.step, "epoch": self.epoch, "score": self.score,
                 "steps_run": self.steps_run, "stopped_early": self.stopped_early,
                 "curve": [[int(s), float(a)] for s, a in self.curve], "confirm": self.confirm,
-                "calibration": self.calibration, "pick": self.pick}
+                "calibration": self.calibration, "embed_on": self.embed_on, "pick": self.pick}
 
 
 class Selector:

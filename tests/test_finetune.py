@@ -232,3 +232,38 @@ def test_embed_on_balanced_holds_the_unmoved_points_and_pulls_the_moved_ones_har
     plain = _distance(d, demo, embedder, source, moved)
     print(f"moved rows' distance: balanced {balanced:.3f}, all {plain:.3f}")
     assert balanced < 0.8 * plain
+
+
+def test_resolve_embed_on_takes_the_moved_rows_only_for_a_small_edit():
+    from plint_core.finetune import AUTO_MOVED_SHARE, resolve_embed_on
+
+    few = np.zeros(1000, dtype=bool)
+    few[:int(AUTO_MOVED_SHARE * 1000) - 1] = True
+    many = np.zeros(1000, dtype=bool)
+    many[:int(AUTO_MOVED_SHARE * 1000)] = True
+    assert resolve_embed_on("auto", few) == "moved" and resolve_embed_on("auto", many) == "all"
+    assert resolve_embed_on("auto", np.zeros(10, dtype=bool)) == "all" and resolve_embed_on("auto", None) == "all"
+    for explicit in ("all", "moved", "balanced"):
+        assert resolve_embed_on(explicit, few) == explicit
+    assert FinetuneConfig().embed_on == "auto" and "embed_on" in FinetuneConfig().key_dict()
+    assert "embed_on" not in FinetuneConfig(embed_on="all").key_dict(), "an explicit all keeps the older runs' keys"
+
+
+def test_embed_on_auto_is_moved_for_a_few_moved_rows_and_all_for_a_class(demo, setup):
+    """The default resolves per edit, to exactly what the named setting does, and the run records which."""
+    embedder, source, moved, scale = setup
+    few = np.zeros_like(moved)
+    few[np.flatnonzero(moved)[:5]] = True  # 5 of 300 rows: an instance edit
+    cfg = FinetuneConfig(lam=0.5, epochs=1, batch_size=32, device="cpu", select="last")
+
+    def weights(embed_on, mask):
+        m, _, info = finetune_pair(demo, "logits", embedder, scale,
+                                   TrainingBatchSource(source.images, source.labels, source.targets, mask),
+                                   replace(cfg, embed_on=embed_on))
+        return [v.clone() for v in m.state_dict().values()], info
+
+    for mask, named in ((few, "moved"), (moved, "all")):  # the 3s are a tenth of the rows: a class edit
+        auto, info = weights("auto", mask)
+        same, _ = weights(named, mask)
+        assert all(torch.equal(x, y) for x, y in zip(auto, same)), named
+        assert info["pli"].embed_on == named and info["control"].embed_on is None
