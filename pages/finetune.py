@@ -289,8 +289,9 @@ with st.expander("More settings"):
                       "split, never the test split) at every evaluation, and record their path: validation accuracy "
                       "and how far the edit is from done. Follows the edit: the PLI checkpoint nearest the edit among "
                       "those within the tolerance of the best validation accuracy of the start and the control (where "
-                      "none is, within the tolerance of the PLI run's own best); the control keeps its best. Best validation: each its best, the start included. Compare shows "
-                      "the whole path, and any checkpoint can be picked there.")
+                      "none is, within the tolerance of the PLI run's own best); the control keeps its best. Best "
+                      "validation: each its best, the start included. Compare shows the whole path, and any "
+                      "checkpoint can be picked there.")
     st.number_input("Tolerance (percentage points of validation accuracy)", min_value=0.0, max_value=50.0, step=0.1,
                     key="w_tolerance", persist_state="session", format="%.1f",
                     disabled=st.session_state["w_select"] != "follow",

@@ -53,7 +53,7 @@ SELECT_RULES = PICK_RULES
 EMBED_ON = ("auto", "all", "moved", "balanced")
 AUTO_MOVED_SHARE = 0.05
 """``embed_on="auto"`` acts on the moved rows only where they are fewer than this share of the fine-tuning rows (an
-instance edit: 0.3-2.3 % in bench/RESULTS.md), else on every row (a class edit: 16 % and more there)."""
+instance edit: 0.3-4.2 % in bench/RESULTS.md), else on every row (a class edit: 16 % and more there)."""
 WEIGHTINGS = ("calibrated", "paper", "scaled")
 OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9
@@ -98,15 +98,13 @@ class FinetuneConfig:
     embed_on: which rows the embedding term acts on: ``auto`` (default: ``moved`` where the moved rows are fewer
         than :data:`AUTO_MOVED_SHARE` of the fine-tuning rows, else ``all``; :func:`resolve_embed_on`), ``all``
         (the method: unedited points keep their place ``y`` as target) or ``moved`` (only the moved points; the
-        others are left to cross-entropy). Chosen on the validation figures of bench/RESULTS.md ("Which rows the
-        embedding term acts on"): on instance edits (11-103 moved points) ``moved`` follows further at about the
-        same accuracy (PneumoniaMNIST 0.84 → 0.65 × the control's distance over 5 seeds, Fashion-MNIST 1.01 → 0.59 ×
-        and −1.3 → +0.0 pp, seed 0; MNIST's 11 points neither), on class edits ``all`` does.
-        Measured over 5 seeds (bench/RESULTS.md): ``moved`` takes PneumoniaMNIST's instance edit (103 points)
-        to 0.65 × the control's distance against 0.84 × with ``all``, but loses digits' class edit (0.86 ×
-        against 0.25 ×, four of five runs keep their start). ``balanced``: every row keeps its target, as with
-        ``all``, but the moved rows and the unmoved rows each carry half of the term (:func:`balanced_weights`),
-        so a few moved points are not outweighed by the many held in place.
+        others are left to cross-entropy), or ``balanced`` (every row keeps its target, the moved and the unmoved
+        rows carry half of the term each, :func:`balanced_weights`). ``auto`` was chosen on the figures of
+        bench/RESULTS.md ("Which rows the embedding term acts on"): on instance edits (11-103 moved points)
+        ``moved`` follows further at about the same accuracy (PneumoniaMNIST 0.84 → 0.65 × the control's distance
+        over 5 seeds, Fashion-MNIST 1.01 → 0.59 × and −1.3 → +0.0 pp, seed 0; MNIST's 11 points neither); on
+        digits' class edit it loses (0.86 × against 0.25 × with ``all``, four of five runs keep their start).
+        ``balanced`` lies between the two on both kinds of edit.
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
     amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
         off for the CPU); not part of a run's key, recorded in its result.

@@ -88,9 +88,8 @@ def test_no_frame_once_the_engine_is_loaded_or_on_a_page_without_a_chart(monkeyp
 
 def test_the_frame_says_what_loads_and_has_the_maps_height():
     from plint_app.first_paint import FRAMES, HEIGHT, frame_figure
-    from plint_app.scatter import assemble
+    from plint_app.scatter import Overlay, assemble
 
     fig = frame_figure(FRAMES["embedding"])
     assert not fig.data and fig.layout.annotations[0].text == "Loading the map…"
-    assert fig.layout.height == HEIGHT == assemble([], type("O", (), {"traces": [], "annotations": []})(),
-                                                   ranges=((0, 1), (0, 1))).layout.height
+    assert fig.layout.height == HEIGHT == assemble([], Overlay([], []), ranges=((0, 1), (0, 1))).layout.height
