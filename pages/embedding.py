@@ -30,11 +30,10 @@ from plint_app.ui import (
     poll_embedding,
     show_flash,
 )
+from plint_app.view_keys import CLASSES_KEY, COLOR_KEY, CONTRACT, DX, DY, LINKED_KEY, SHOW_TEST_KEY
 from plint_core.errors import PlintError
 from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
 
-DX, DY, CONTRACT = "w_dx", "w_dy", "w_contract"
-LINKED_KEY = "w_linked_layer"
 CLICK_MODES = {"select": "Select", "destination": "Destination", "drag": "Drag"}
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]}
 
@@ -178,7 +177,7 @@ def commit(proj: Project, view: ScatterView) -> None:
 def select_classes(view: ScatterView) -> None:
     sess = session()
     try:
-        sess.editor.select_classes(st.session_state.get("w_classes") or [], view.index)
+        sess.editor.select_classes(st.session_state.get(CLASSES_KEY) or [], view.index)
     except PlintError as exc:
         sess.flash("move", "error", str(exc))
         return
@@ -200,7 +199,7 @@ def selection_panel(proj: Project, view: ScatterView, sess: SessionData) -> None
         labels = view.train.labels[view.index.rows_of(sel.ids)]
         counts = np.bincount(labels, minlength=len(names))
         st.caption("by label: " + ", ".join(f"{names[k]}: {c}" for k, c in enumerate(counts) if c))
-    st.multiselect("Select whole classes", list(range(len(names))), format_func=lambda k: names[k], key="w_classes",
+    st.multiselect("Select whole classes", list(range(len(names))), format_func=lambda k: names[k], key=CLASSES_KEY,
                    persist_state="session", placeholder="choose classes")
     c1, c2 = st.columns(2)
     c1.button("Select classes", on_click=select_classes, args=(view,), width="stretch")
@@ -238,8 +237,8 @@ def editor(proj: Project, emb) -> None:
     view = scatter_view(proj, emb)
     t1, t2, t3, t4 = st.columns([1.25, 0.85, 1.4, 1.2], vertical_alignment="bottom")
     color_by = t1.segmented_control("Colour by", list(COLOR_MODES), format_func=COLOR_MODES.get, default="label",
-                                    required=True, key="w_color_by", persist_state="session")
-    show_test = t2.toggle("Show test points", key="w_show_test", persist_state="session")
+                                    required=True, key=COLOR_KEY, persist_state="session")
+    show_test = t2.toggle("Show test points", key=SHOW_TEST_KEY, persist_state="session")
     click_mode = t3.segmented_control("Clicking the plot", list(CLICK_MODES), format_func=CLICK_MODES.get,
                                       default="select", required=True, key="w_click_mode", persist_state="session",
                                       help="Select: drag a box (or a lasso, from the toolbar) over points. "

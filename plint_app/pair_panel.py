@@ -24,9 +24,11 @@ from plint_core.metrics import confusion_counts, most_confused_pair
 from .scatter_view import ScatterView
 from .session import session
 from .ui import show_flash
+from .view_keys import PAIR_A, PAIR_B
+from .view_keys import PAIR_CONTRACT as CONTRACT
+from .view_keys import PAIR_DISTANCE as DISTANCE
+from .view_keys import PAIR_OUTWARD as OUTWARD
 
-PAIR_A, PAIR_B = "w_pair_a", "w_pair_b"
-DISTANCE, CONTRACT, OUTWARD = "w_pair_distance", "w_pair_contract", "w_pair_outward"
 AREA = "pair"
 
 

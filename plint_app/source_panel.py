@@ -23,13 +23,14 @@ from .project import Origin, Project
 from .resources import app_config, session_workspace
 from .session import SessionData, session
 from .sources import DATA_SUFFIXES, KINDS, MODEL_SUFFIXES, load_paths, load_uploads, parse_options
-from .ui import LAYER_KEY, show_flash
+from .ui import show_flash
+from .view_keys import CLASSES_KEY, LAYER_KEY
 
 LOG = logging.getLogger("plint_app")
 SOURCE_KEY = "w_source"
 UPLOADER_NONCE = "w_source_nonce"
 """Bumped after a successful upload, which gives the uploaders new keys and so frees the uploaded bytes."""
-PROJECT_WIDGETS = (LAYER_KEY, "w_classes")
+PROJECT_WIDGETS = (LAYER_KEY, CLASSES_KEY)
 """Widget values that name the previous project's layers or classes; dropped when the project changes."""
 FROM_FILE = ""
 """Architecture choice: whatever the sidecar states (or none, for TorchScript)."""

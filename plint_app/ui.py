@@ -15,9 +15,9 @@ from .jobs import DONE, FAILED, Job, Queued
 from .navigation import PAGES
 from .project import Project
 from .resources import STAGE_TITLES, embedding_job, project
+from .view_keys import EMB_SEED_KEY, LAYER_KEY  # noqa: F401 (the pages import them from here)
 
 LOG = logging.getLogger("plint_app")
-LAYER_KEY, EMB_SEED_KEY = "w_layer", "w_embedding_seed"
 POLL_SECONDS = 0.5
 
 
