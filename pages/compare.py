@@ -34,6 +34,7 @@ from plint_core.report.figures import (
     path_figure,
     validation_figure,
 )
+from plint_core.flags import stored_flags
 from plint_core.report.html import render_report
 from plint_core.report.summaries import (
     MODEL_TITLES,
@@ -63,8 +64,9 @@ def report_html(proj: Project, res, result: dict, table, arrays) -> str:
     animation where it has one."""
     fits = res.moved is not None and len(res.moved) == len(proj.data.train)
     train_xy = run_train_xy(proj, res.result.get("embedding_key", ""))
+    flags = stored_flags(proj.store, res.result.get("data_fingerprint"), res.result.get("model_fingerprint"))
     return render_report(result, table, train_targets=res.train_targets, moved=res.moved,
-                         data=proj.data if fits else None, train_xy=train_xy, path_arrays=arrays)
+                         data=proj.data if fits else None, train_xy=train_xy, path_arrays=arrays, flags=flags)
 
 
 def pick_section(res, arrays) -> int | None:

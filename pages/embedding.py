@@ -9,10 +9,13 @@ through_app()  # first of all: a deep link on a fresh server comes back through 
 import numpy as np
 
 from plint_app.chart_events import parse_event
-from plint_app.drag_map import drag_map, group_payload
+from plint_app.drag_map import drag_events, drag_map, group_payload
 from plint_app.editor import SELECT_MODES
+from plint_app.flags_panel import flagged_of, flags_overlay, flags_panel
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
+from plint_app.meeting import presented, publish_view
+from plint_app.neighbour_panel import focused, map_view, neighbour_overlay, neighbour_panel, open_clicked, search_field
 from plint_app.pair_panel import pair_panel
 from plint_app.project import Project
 from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, scatter_view
@@ -34,11 +37,11 @@ from plint_app.view_keys import CLASSES_KEY, COLOR_KEY, CONTRACT, DX, DY, LINKED
 from plint_core.errors import PlintError
 from plint_core.report.thumbnails import MAX_THUMBNAILS, montage, pick
 
-CLICK_MODES = {"select": "Select", "destination": "Destination", "drag": "Drag"}
+CLICK_MODES = {"select": "Select", "inspect": "Inspect", "destination": "Destination", "drag": "Drag"}
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]}
 
 
-def consume_chart_event(sess: SessionData, view: ScatterView, select_mode: str) -> None:
+def consume_chart_event(proj: Project, emb, sess: SessionData, view: ScatterView, select_mode: str) -> None:
     """Act on the scatter's selection event from the previous run, once."""
     event = parse_event(st.session_state.get(sess.chart_key))
     if event.signature == sess.last_event:
@@ -56,6 +59,9 @@ def consume_chart_event(sess: SessionData, view: ScatterView, select_mode: str) 
         st.session_state[DX] = round(float(dest[0] - centroid[0]), 2)
         st.session_state[DY] = round(float(dest[1] - centroid[1]), 2)
         return
+    if sess.last_chart_mode == "inspect":
+        open_clicked(proj, emb, view, event)  # one point clicked: its image and neighbours, below the map
+        return
     if event.train_ids.size:
         editor.select_ids(event.train_ids, select_mode, from_chart=sess.last_chart)
         sess.reset_linked()
@@ -66,19 +72,10 @@ def consume_chart_event(sess: SessionData, view: ScatterView, select_mode: str) 
         editor.clear_selection()  # the user cleared Plotly's selection on the chart that made it
 
 
-def _field(value, name: str):
-    if value is None:
-        return None
-    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
-
-
 def consume_drag_event(sess: SessionData, select_mode: str) -> None:
     """Act on the drag map's event of the previous run: a box or lasso selection, or a group dragged."""
-    state = st.session_state.get(sess.drag_key)
-    for kind in ("selection", "drag"):
-        event = _field(state, kind)
-        name = f"{event.get('token', '')}:{event.get('seq', '')}" if event else ""
-        if not event or name == sess.last_drag_event:  # a trigger lasts one rerun; a stored state repeats
+    for kind, event, name in drag_events(st.session_state.get(sess.drag_key)):
+        if name == sess.last_drag_event:  # a trigger lasts one rerun; a stored state repeats
             continue
         sess.last_drag_event = name
         if kind == "selection":
@@ -231,17 +228,20 @@ def selection_panel(proj: Project, view: ScatterView, sess: SessionData) -> None
 
 
 @st.fragment
+@presented("embedding")  # a selection or a move reruns only this fragment: a presenter publishes it from here
 def editor(proj: Project, emb) -> None:
     """The interactive part; a fragment, so a selection reruns only this, not the page."""
     sess = session()
     view = scatter_view(proj, emb)
-    t1, t2, t3, t4 = st.columns([1.25, 0.85, 1.4, 1.2], vertical_alignment="bottom")
+    t1, t3, t4 = st.columns([1.25, 1.95, 1.2], vertical_alignment="bottom")
+    t2, t5 = st.columns([1, 4.4], vertical_alignment="bottom")  # the test points' toggle beside the linked layer
     color_by = t1.segmented_control("Colour by", list(COLOR_MODES), format_func=COLOR_MODES.get, default="label",
                                     required=True, key=COLOR_KEY, persist_state="session")
     show_test = t2.toggle("Show test points", key=SHOW_TEST_KEY, persist_state="session")
     click_mode = t3.segmented_control("Clicking the plot", list(CLICK_MODES), format_func=CLICK_MODES.get,
                                       default="select", required=True, key="w_click_mode", persist_state="session",
                                       help="Select: drag a box (or a lasso, from the toolbar) over points. "
+                                           "Inspect: click one point to see its image and its nearest neighbours. "
                                            "Destination: click where the selected group should move to. "
                                            "Drag: grab the selected group (or its preview) and drag it where it "
                                            "should go; Escape cancels. A box started elsewhere selects.")
@@ -249,7 +249,7 @@ def editor(proj: Project, emb) -> None:
                                        required=True, key="w_select_mode", persist_state="session",
                                        help="Replace the selection, add to it or remove from it.")
     layers = [info.name for info in proj.layers if info.name != emb.layer]
-    linked = st.selectbox("Linked layer, side by side", ["(none)", *layers], key=LINKED_KEY, persist_state="session",
+    linked = t5.selectbox("Linked layer, side by side", ["(none)", *layers], key=LINKED_KEY, persist_state="session",
                           help="Embed the same points from another layer next to this map. A selection in either map "
                                "selects the same training points in both; moves are made in this layer's map, the one "
                                "the fine-tuning run uses.")
@@ -257,9 +257,10 @@ def editor(proj: Project, emb) -> None:
     if click_mode == "drag":
         consume_drag_event(sess, select_mode)
     else:
-        consume_chart_event(sess, view, select_mode)
+        consume_chart_event(proj, emb, sess, view, select_mode)
     if linked:
         consume_linked_event(sess, select_mode)
+    publish_view("embedding")  # a presenter's followers start on the change while this run draws it
 
     left, right = st.columns([3, 1.25])
     with right:
@@ -270,7 +271,10 @@ def editor(proj: Project, emb) -> None:
     base = () if click_mode == "drag" else cached_base_traces(proj, view, color_by, show_test)
     committed, group_sizes = committed_overlay(view, sess.editor.spec, size)
     translate, contract = move_settings()
-    overlay = committed + pending_overlay(view, sess.editor.selection.ids, translate, contract, size)
+    found = focused(proj, emb, view)  # the image searched for or clicked, and its neighbours
+    overlay = flags_overlay(proj, view, size) + committed \
+        + pending_overlay(view, sess.editor.selection.ids, translate, contract, size) \
+        + neighbour_overlay(view, found, size)
     plain = signature(view.key, color_by, str(show_test), click_mode, overlay.signature())
     chart_sig = plain
     sel = sess.editor.selection
@@ -279,9 +283,13 @@ def editor(proj: Project, emb) -> None:
         chart_sig = signature(plain, "ring", digest(sel.ids))
     if click_mode == "destination":
         overlay += destination_grid(*view.ranges)
-    fig = assemble(base, overlay, ranges=view.ranges, dragmode="select" if click_mode == "select" else "pan",
-                   uirevision=view.key)
+    ranges, revision = map_view(view)
+    fig = assemble(base, overlay, ranges=ranges, dragmode="select" if click_mode == "select" else "pan",
+                   uirevision=revision)
+    if click_mode == "inspect":
+        fig.update_layout(selectionrevision=chart_sig)  # the clicked point is ringed: drop Plotly's own highlight
     with left:
+        search_field(proj, emb, view)
         main, other = st.columns(2) if linked else (st.container(), None)
         if linked:
             fig.update_layout(title=dict(text=f"Layer {emb.layer} (moves are made here)", x=0.5, xanchor="center",
@@ -301,15 +309,18 @@ def editor(proj: Project, emb) -> None:
         if other is not None:
             with other:
                 linked_map(proj, sess, linked, color_by, show_test)
+        neighbour_panel(proj, emb, found)
         if len(sel):
             shown = pick(sel.ids)
-            st.image(montage(proj.data.train.images.native(view.index.rows_of(shown)), view.correct_of(shown)),
+            st.image(montage(proj.data.train.images.native(view.index.rows_of(shown)), view.correct_of(shown),
+                             marked=flagged_of(proj, shown)),
                      caption=f"{len(shown)} of {len(sel):,} selected images (green frame: classified correctly, "
                              f"red: misclassified)", width="content")
         else:
             st.caption(f"Drag a box over points to select them (lasso in the toolbar); up to {MAX_THUMBNAILS} "
                        "selected images appear here.")
     moves_panel(proj, view, sess, group_sizes)
+    flags_panel(proj, view, sess)
 
 
 st.title("Embedding & interventions")

@@ -32,6 +32,8 @@ class ChartEvent:
     points_xy: tuple[tuple[float, float], ...]
     boxes: tuple[tuple[float, float, float, float], ...]
     signature: str
+    clicked: tuple[int, int] | None = None
+    """``(split, sample id)`` of the one data point a click picked (no box, no lasso); else ``None``."""
 
     @property
     def empty(self) -> bool:
@@ -73,12 +75,13 @@ def parse_event(state: Any) -> ChartEvent:
     """Parse a ``PlotlyState`` (or ``None``) into a :class:`ChartEvent`."""
     sel = _selection(state)
     points = list(sel.get("points") or [])
-    train, n_test, xy = [], 0, []
+    train, n_test, xy, picked = [], 0, [], []
     for p in points:
         if "x" in p and "y" in p and p["x"] is not None and p["y"] is not None:
             xy.append((float(p["x"]), float(p["y"])))
         cd = customdata_row(p.get("customdata"))
         if cd is not None and len(cd) >= 4:
+            picked.append((int(cd[3]), int(cd[0])))
             if int(cd[3]) == TRAIN:
                 train.append(int(cd[0]))
             else:
@@ -92,4 +95,5 @@ def parse_event(state: Any) -> ChartEvent:
     ids = np.unique(np.asarray(train, dtype=np.int64))
     digest = hashlib.sha1(ids.tobytes())
     digest.update(json.dumps([n_test, xy[:1], boxes, lasso], default=float).encode())
-    return ChartEvent(ids, n_test, tuple(xy), tuple(boxes), digest.hexdigest())
+    clicked = picked[0] if len(points) == 1 and len(picked) == 1 and not boxes and not lasso else None
+    return ChartEvent(ids, n_test, tuple(xy), tuple(boxes), digest.hexdigest(), clicked)

@@ -240,3 +240,14 @@ def drag_map(base: dict, fig: go.Figure, group: dict | None, key: str, config: d
     figure = json.loads(fig.to_json())
     return _map()(data={"base": base["sig"], "figure": figure, "config": config, "group": group, "ack": ack},
                   key=key, on_selection_change=on_change, on_drag_change=on_change)
+
+
+def drag_events(state: Any) -> list[tuple[str, dict, str]]:
+    """The events in the drag map's widget state (:func:`drag_map`'s result): ``(kind, event, name)`` for
+    ``selection`` and ``drag``, where set; ``name`` (``token:seq``) tells one event from the next."""
+    out = []
+    for kind in ("selection", "drag"):
+        event = None if state is None else (state.get(kind) if isinstance(state, dict) else getattr(state, kind, None))
+        if event:
+            out.append((kind, event, f"{event.get('token', '')}:{event.get('seq', '')}"))
+    return out

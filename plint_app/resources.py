@@ -206,3 +206,20 @@ def cached_base_payload(proj: Project, view, color_by: str, show_test: bool) -> 
     """The drag map's data traces for one colour mode, as its component takes them (shared, serialised once;
     :func:`plint_app.drag_map.base_payload`)."""
     return _base_payload(f"{proj.cache_key}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Indexing the latent space for neighbour search…")
+def _neighbours(key: str, show_test: bool, _proj: Project, _emb: Embedding):
+    from plint_core.latent_cache import cached_latents
+    from plint_core.neighbours import fit_neighbours
+
+    lat = cached_latents(_proj.data, _proj.bundle, _emb.layer, _proj.store, device=_proj.device)
+    return fit_neighbours(_proj.data, lat.latents("train"), _emb.train_pred,
+                          *((lat.latents("test"), _emb.test_pred) if show_test else ()))
+
+
+def neighbour_index(proj: Project, emb: Embedding, show_test: bool):
+    """The :class:`~plint_core.neighbours.NeighbourIndex` of ``emb``'s layer over the points shown (the training
+    points, and the test points with ``show_test``): fitted once per project and layer, shared by all sessions.
+    The latents come from the run store's latent cache (:func:`plint_core.latent_cache.cached_latents`)."""
+    return _neighbours(f"{proj.cache_key}|{emb.layer}", bool(show_test), proj, emb)

@@ -18,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from plint_core.report.style import COMMITTED_COLOR, GHOST_COLOR, RING_COLOR, class_colors, marker_size
+from plint_core.report.style import COMMITTED_COLOR, FLAG_COLOR, GHOST_COLOR, RING_COLOR, class_colors, marker_size
 
 from .chart_events import TEST, TRAIN
 
@@ -143,6 +143,16 @@ def selection_overlay(xy: np.ndarray, size: float) -> Overlay:
                         name="selected", hoverinfo="skip",
                         marker=dict(symbol="circle-open", color=RING_COLOR, size=size + 3, line=dict(width=1)))
     return Overlay([ring], [])
+
+
+def flag_overlay(xy: np.ndarray, size: float) -> Overlay:
+    """An orange cross on every flagged point (:mod:`plint_core.flags`); clicks and hovers go to the point below."""
+    if not len(xy):
+        return Overlay.empty()
+    cross = go.Scattergl(x=xy[:, 0].astype(np.float32), y=xy[:, 1].astype(np.float32), mode="markers",
+                         name="flagged", hoverinfo="skip",
+                         marker=dict(symbol="x", color=FLAG_COLOR, size=size + 3, line=dict(width=0)))
+    return Overlay([cross], [])
 
 
 def preview_overlay(origin: np.ndarray, target: np.ndarray, size: float) -> Overlay:

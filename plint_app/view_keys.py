@@ -19,6 +19,8 @@ PAIR_DISTANCE, PAIR_CONTRACT, PAIR_OUTWARD = "w_pair_distance", "w_pair_contract
 FINETUNE_KEYS = ("w_lam", "w_steps", "w_lr", "w_seed", "w_batch", "w_seeds", "w_points", "w_epochs", "w_weighting",
                  "w_embed_on", "w_optimizer", "w_select", "w_tolerance", "w_patience")
 """Fine-tune: the run's settings."""
+QUERY_KEY = "w_neighbour_query"
+"""Embedding: the search for an image (id or file name)."""
 VERSUS_KEY = "w_versus"
 """Compare: run B of run against run."""
 PICK_PREFIX = "w_pick_"
@@ -27,5 +29,5 @@ RUN_PAIR_PREFIXES = ("w_pair_a_", "w_pair_b_")
 """Compare: ``w_pair_a_<run id>``, ``w_pair_b_<run id>``, the class pair whose confusions are shown."""
 
 SHARED = (LAYER_KEY, EMB_SEED_KEY, DX, DY, CONTRACT, LINKED_KEY, COLOR_KEY, SHOW_TEST_KEY, CLASSES_KEY, PAIR_A,
-          PAIR_B, PAIR_DISTANCE, PAIR_CONTRACT, PAIR_OUTWARD, *FINETUNE_KEYS, VERSUS_KEY)
+          PAIR_B, PAIR_DISTANCE, PAIR_CONTRACT, PAIR_OUTWARD, QUERY_KEY, *FINETUNE_KEYS, VERSUS_KEY)
 """The widgets whose values a follower shows as the presenter set them."""

@@ -10,6 +10,15 @@ cross-entropy baselines.
   training point of one of the two classes that the starting model misclassifies, or classifies with a margin
   ``p(true class) − max p(other class)`` (softmax of its outputs) below ``margin``.
 
+And two that follow a review's flags on images (:mod:`plint_core.flags`, :meth:`~plint_core.flags.FlagBook.baseline`):
+
+- ``relabel``: cross-entropy with the suggested labels of the images flagged *label wrong* (``relabel``: pairs of
+  sample id and class) instead of their given ones.
+- ``drop_flagged``: cross-entropy without the flagged images (``drop``: their sample ids).
+
+Their key holds the flags' effect (the ids and the classes), so a changed flag book that changes the training is a
+new run. The validation images and their labels are every other run's, so the picks stay comparable.
+
 Each is trained exactly like the CE-only control of :func:`plint_core.finetune.finetune_pair`: from the same
 weights, with the same seed (the same generator draws the batch order; with oversampling it permutes the longer
 list of rows, so the hard points recur ``repeats`` times per pass, the same way for a seed), the same step budget,
@@ -37,21 +46,25 @@ from .models.exclusive import exclusive
 from .models.spec import ModelBundle
 from .validation import Selection
 
-BASELINES = ("upweight", "oversample", "classweight")
+BASELINES = ("upweight", "oversample", "classweight", "relabel", "drop_flagged")
 PAIR_KINDS = ("upweight", "oversample")
 """The kinds that act on a class pair (``classweight`` acts on every class)."""
+FLAG_KINDS = ("relabel", "drop_flagged")
+"""The kinds that follow the flags on images: the suggested labels, or the flagged images left out."""
 
 
 @dataclass(frozen=True)
 class Baseline:
     """A baseline run: for the class pair ``pair`` (two class indices), or for every class (``classweight``).
 
-    kind: ``upweight``, ``oversample`` or ``classweight``.
+    kind: ``upweight``, ``oversample``, ``classweight``, ``relabel`` or ``drop_flagged``.
     pair: with ``upweight`` and ``oversample``, the class pair (required); ``classweight`` takes none.
     weight: with ``upweight``, the pair's classes' weight in the cross-entropy (default 2.0; 1.0 is the control).
     repeats: with ``oversample``, how many times per pass a hard point is drawn (default 4; 1 is the control).
     margin: with ``oversample``, a point of the pair whose softmax margin ``p(true) − max p(other)`` under the
         starting model is below this is hard (default 0.2; misclassified points have a negative margin).
+    relabel: with ``relabel``, ``(sample id, class)`` pairs: the training images to train with another label.
+    drop: with ``drop_flagged``, the sample ids of the training images to leave out.
     """
 
     kind: str
@@ -59,12 +72,18 @@ class Baseline:
     weight: float = 2.0
     repeats: int = 4
     margin: float = 0.2
+    relabel: tuple[tuple[int, int], ...] = ()
+    drop: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in BASELINES:
             raise PlintError(f"baseline is {self.kind!r}: use 'upweight' (the pair's classes weighted in the "
-                             "cross-entropy), 'oversample' (the pair's hard training points drawn more often) or "
-                             "'classweight' (every class weighted by 1 / its frequency)")
+                             "cross-entropy), 'oversample' (the pair's hard training points drawn more often), "
+                             "'classweight' (every class weighted by 1 / its frequency), 'relabel' (the flagged "
+                             "images' suggested labels) or 'drop_flagged' (without the flagged images)")
+        if self.kind in FLAG_KINDS:
+            self._check_flags()
+            return
         if self.kind == "classweight":
             if self.pair is not None:
                 raise PlintError(f"pair is {self.pair!r}: the classweight baseline weights every class by 1 / its "
@@ -86,12 +105,35 @@ class Baseline:
             raise PlintError(f"margin is {self.margin}: give a softmax margin in [-1, 1] (0 takes only the "
                              "misclassified points)")
 
+    def _check_flags(self) -> None:
+        if self.pair is not None:
+            raise PlintError(f"pair is {self.pair!r}: the {self.kind} baseline follows the flags on images and takes "
+                             "no pair; leave the pair out")
+        if self.kind == "relabel":
+            pairs = sorted({(int(i), int(k)) for i, k in self.relabel})
+            if not pairs:
+                raise PlintError("the relabel baseline needs images flagged 'label wrong' with a suggested class: "
+                                 "flag some first")
+            if len({i for i, _ in pairs}) != len(pairs) or any(k < 0 for _, k in pairs):
+                raise PlintError("relabel gives one image two classes, or a negative class: give each sample id "
+                                 "one class index")
+            object.__setattr__(self, "relabel", tuple(pairs))
+        else:
+            ids = tuple(sorted({int(i) for i in self.drop}))
+            if not ids:
+                raise PlintError("the drop_flagged baseline needs flagged images to leave out: flag some first")
+            object.__setattr__(self, "drop", ids)
+
     @property
     def name(self) -> str:
-        """``upweight ×2``, ``oversample ×4 (margin 0.2)`` or ``class-weighted (1/frequency)``: for tables and
-        labels."""
+        """``upweight ×2``, ``oversample ×4 (margin 0.2)``, ``class-weighted (1/frequency)``, ``relabelled (5 flagged
+        images)`` or ``without the 8 flagged images``: for tables and labels."""
         if self.kind == "classweight":
             return "class-weighted (1/frequency)"
+        if self.kind == "relabel":
+            return f"relabelled ({len(self.relabel)} flagged images)"
+        if self.kind == "drop_flagged":
+            return f"without the {len(self.drop)} flagged images"
         if self.kind == "upweight":
             return f"upweight ×{self.weight:g}"
         return f"oversample ×{self.repeats} (margin {self.margin:g})"
@@ -101,6 +143,10 @@ class Baseline:
         the weights following from the training rows)."""
         if self.kind == "classweight":
             return {"kind": self.kind}
+        if self.kind == "relabel":
+            return {"kind": self.kind, "relabel": [list(p) for p in self.relabel]}
+        if self.kind == "drop_flagged":
+            return {"kind": self.kind, "drop": list(self.drop)}
         d = {"kind": self.kind, "pair": list(self.pair)}
         return d | ({"weight": float(self.weight)} if self.kind == "upweight"
                     else {"repeats": int(self.repeats), "margin": float(self.margin)})
@@ -186,9 +232,16 @@ def finetune_baseline(bundle: ModelBundle, layer: str, embedder: nn.Module, scal
 
     Returns ``(model, selection, info)`` on the CPU; ``info`` holds ``n_hard`` (oversampling: the hard training
     points found), ``rows_per_pass`` (rows drawn per pass over the training points) and, with ``classweight``,
-    ``class_weight`` (the weight of each class, :func:`inverse_frequency_weights`).
+    ``class_weight`` (the weight of each class, :func:`inverse_frequency_weights`). With ``relabel`` and
+    ``drop_flagged`` ``source`` carries the flags' labels and rows already (:func:`flag_rows`); the loss is the
+    control's.
     """
     labels = np.asarray(source.labels)
+    if baseline.kind in FLAG_KINDS:  # the rows and labels are the flags' already (plint_core.pipeline.run_baseline)
+        info = {"n_hard": None, "rows_per_pass": int(len(labels))}
+        model, selection = finetune_one(bundle, layer, embedder, scale, source, config, run=baseline.kind, lam=0.0,
+                                        progress=progress, cancel=cancel, validation=validation)
+        return model, selection, info
     if baseline.kind == "classweight":
         weight = inverse_frequency_weights(labels, len(bundle.spec.classes))
         info = {"n_hard": None, "rows_per_pass": int(len(labels)), "class_weight": [float(w) for w in weight]}
@@ -216,3 +269,32 @@ def finetune_baseline(bundle: ModelBundle, layer: str, embedder: nn.Module, scal
                                     class_weight=weight, rows=rows, progress=progress, cancel=cancel,
                                     validation=validation)
     return model, selection, info
+
+
+def flag_rows(baseline: Baseline, ids: np.ndarray, labels: np.ndarray, n_classes: int
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What a ``relabel`` or ``drop_flagged`` baseline changes in a training split of sample ``ids`` and ``labels``:
+    ``(labels to train on, None)`` or ``(None, rows to leave out)``; ``(None, None)`` for the other kinds.
+
+    Raises :class:`PlintError` where a flag names an image that is not in the split, or a class the model does not
+    have (flags of other data)."""
+    if baseline.kind not in FLAG_KINDS:
+        return None, None
+    ids = np.asarray(ids, dtype=np.int64)
+    flagged = np.asarray([i for i, _ in baseline.relabel] if baseline.kind == "relabel" else baseline.drop,
+                         dtype=np.int64)
+    order = np.argsort(ids)
+    at = np.searchsorted(ids[order], flagged).clip(0, len(ids) - 1)
+    found = ids[order][at] == flagged
+    if not found.all():
+        raise PlintError(f"flagged image {int(flagged[~found][0])} is not a training image of this data: the "
+                         "flags belong to other data")
+    rows = order[at]
+    if baseline.kind == "drop_flagged":
+        return None, np.sort(rows)
+    new = np.array(labels, dtype=np.int64, copy=True)
+    classes = np.asarray([k for _, k in baseline.relabel], dtype=np.int64)
+    if classes.max() >= n_classes:
+        raise PlintError(f"a suggested class lies outside the model's classes 0..{n_classes - 1}")
+    new[rows] = classes
+    return new, None

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from .atomic import write_atomic, write_json_atomic
-from .baselines import BASELINES, Baseline, check_pair
+from .baselines import BASELINES, FLAG_KINDS, Baseline, check_pair
 from .data.loader import WORKERS_ENV
 from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .embedding.parametric_tsne import TSNEConfig
 from .errors import PlintError, RunCancelled
 from .finetune import EMBED_ON, OPTIMIZERS, SELECT_RULES, WEIGHTINGS, FinetuneConfig, Progress, format_duration
+from .flags import FlagBook, stored_flags
 from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
 from .latent_cache import cached_latents
@@ -183,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--baseline", choices=BASELINES, default=None,
                    help="upweight: the pair's classes weighted in the cross-entropy; oversample: the pair's hard "
                         "training points drawn more often; classweight: every class weighted by 1 / its count in the "
-                        "fine-tuning rows (no --pair)")
+                        "fine-tuning rows (no --pair); relabel: the images flagged 'label wrong' trained with their "
+                        "suggested class; drop_flagged: without the images flagged 'label wrong' or 'ambiguous' "
+                        "(the flags of this data and model in --runs-dir, made in the app; no --pair)")
     b.add_argument("--pair", type=_pair, default=None, metavar="A,B", help="the class pair, as indices, e.g. 2,4")
     b.add_argument("--weight", type=float, default=Baseline.weight,
                    help=f"upweight: the pair's class weight (default {Baseline.weight:g})")
@@ -205,7 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=None, metavar="STEP",
                    help="report: the PLI checkpoint to show (a step of the run's path; default: the one its rule kept)")
     _common(p, data="optional", model="optional")
+
+    p = sub.add_parser("flags", help="list, add, delete or export the flags on images of a data set and model",
+                       description="list | add --ids I,J,… --kind KIND --who NAME [--suggested CLASS] [--note TEXT] | "
+                                   "delete FLAG_ID | export --out flags.csv; the flags the app makes, in --runs-dir")
+    p.add_argument("action", choices=("list", "add", "delete", "export"))
+    p.add_argument("flag_id", nargs="?", metavar="FLAG_ID", help="delete: the flag's id (see 'flags list')")
+    p.add_argument("--ids", type=_ids, default=None, metavar="I,J,…", help="add: training sample ids")
+    p.add_argument("--kind", default=None, metavar="KIND", help="add: label_wrong, ambiguous or note")
+    p.add_argument("--suggested", default=None, metavar="CLASS", help="add, label_wrong: a class name or index")
+    p.add_argument("--note", default="", help="add: free text (required with --kind note)")
+    p.add_argument("--who", default="", metavar="NAME", help="add: your name, recorded with the flag")
+    p.add_argument("--out", metavar="FILE.csv", help="export: the CSV to write")
+    _common(p)
     return parser
+
+
+def _ids(text: str) -> list[int]:
+    """``--ids I,J,…``: sample ids (whole numbers); empty gives none (refused by the flag book in one line)."""
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not all(t.isdigit() for t in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of sample ids: give whole numbers, e.g. 3,17,42")
+    return [int(t) for t in parts]
 
 
 def _log(msg: str) -> None:
@@ -410,11 +434,19 @@ def _run_baseline(a: argparse.Namespace, spec: InterventionSpec, config: Finetun
         if a.pair is not None:
             raise PlintError("--baseline classweight weights every class by 1 / its count and takes no --pair: "
                              "leave --pair out")
+    elif a.baseline in FLAG_KINDS:
+        if a.pair is not None:
+            raise PlintError(f"--baseline {a.baseline} follows the flags on images and takes no --pair: leave "
+                             "--pair out")
     elif a.baseline is None or a.pair is None:
         raise PlintError("a baseline needs both --baseline (upweight or oversample) and --pair A,B "
-                         "(--baseline classweight needs no pair)")
-    baseline = Baseline(a.baseline, a.pair, weight=a.weight, repeats=a.repeats, margin=a.margin)
-    data, bundle, _ = _checked_inputs(a, spec)
+                         "(--baseline classweight, relabel or drop_flagged needs no pair)")
+    if a.baseline in FLAG_KINDS:
+        data, bundle, _ = _checked_inputs(a, spec)
+        baseline = FlagBook(RunStore(a.runs_dir), data, bundle.fingerprint).baseline(a.baseline)
+    else:
+        baseline = Baseline(a.baseline, a.pair, weight=a.weight, repeats=a.repeats, margin=a.margin)
+        data, bundle, _ = _checked_inputs(a, spec)
     if baseline.pair is not None:
         check_pair(baseline.pair, data.n_classes)
     data, bundle, emb = _embedding(a)
@@ -497,9 +529,11 @@ def _report(a: argparse.Namespace, store: RunStore) -> None:
         from .pick import picked_view
 
         result, table = picked_view(run.result, run.test_embedding, arrays, a.step)
+    flags = stored_flags(store, run.result.get("data_fingerprint"), run.result.get("model_fingerprint"))
     path = write_report(a.out, result, table, train_targets=run.train_targets, moved=run.moved,
-                        data=data, train_xy=train_xy, path_arrays=arrays)
-    _log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB){note}")
+                        data=data, train_xy=train_xy, path_arrays=arrays, flags=flags)
+    listed = f", {len(flags)} flag{'s' if len(flags) != 1 else ''} on images" if flags else ""
+    _log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{listed}){note}")
 
 
 def _import_run(a: argparse.Namespace, store: RunStore) -> None:
@@ -517,7 +551,37 @@ def _import_run(a: argparse.Namespace, store: RunStore) -> None:
     _log(f"imported into {store.root}: {report.describe()}{checked}")
 
 
-COMMANDS = {"train": cmd_train, "layers": cmd_layers, "embed": cmd_embed, "run": cmd_run, "runs": cmd_runs}
+def cmd_flags(a: argparse.Namespace) -> None:
+    """``flags list|add|delete|export``: the flag book of ``--data`` and ``--model`` in ``--runs-dir``
+    (:class:`plint_core.flags.FlagBook`, the one the app shows)."""
+    inputs = open_inputs(a.model, a.data, _model_options(a))
+    book = FlagBook(RunStore(a.runs_dir), inputs.data, inputs.bundle.fingerprint)
+    names = inputs.data.class_names
+    if a.action == "list":
+        for f in book.flags():
+            print(f"{f.flag_id}\t{f.when}\t{f.describe(names)}")
+        return
+    if a.action == "add":
+        if a.kind is None:
+            raise PlintError("'flags add' needs --kind: label_wrong (with --suggested), ambiguous or note (with "
+                             "--note)")
+        flag = book.add(a.ids or [], a.kind, a.who, suggested=a.suggested, note=a.note)
+        _log(f"flag {flag.flag_id} added: {flag.describe(names)}")
+        return
+    if a.action == "delete":
+        if not a.flag_id:
+            raise PlintError("'flags delete' needs the flag's id (see 'flags list')")
+        _log(f"flag deleted: {book.delete(a.flag_id).describe(names)}")
+        return
+    if not a.out:
+        raise PlintError("'flags export' needs --out flags.csv: the file to write")
+    data = book.to_csv()
+    write_atomic(a.out, lambda tmp: tmp.write_bytes(data))
+    _log(f"wrote {a.out} ({len(book.table())} rows, {len(book.flags())} flags)")
+
+
+COMMANDS = {"train": cmd_train, "layers": cmd_layers, "embed": cmd_embed, "run": cmd_run, "runs": cmd_runs,
+            "flags": cmd_flags}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

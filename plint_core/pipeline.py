@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .atomic import write_json_atomic
-from .baselines import Baseline, finetune_baseline
+from .baselines import FLAG_KINDS, Baseline, finetune_baseline, flag_rows
 from .data.dataset import Dataset
 from .device import autocast_dtype, precision_name, resolve_device
 from .embedding.parametric_tsne import ParametricTSNE, TSNEConfig
@@ -180,15 +180,21 @@ def run_key_of(embedding_key: str, spec: dict, finetune: dict) -> str:
     return make_key({"kind": "run", "embedding": embedding_key, "spec": spec, "finetune": finetune})
 
 
-def training_source(data: Dataset, targets: np.ndarray, moved: np.ndarray, config: FinetuneConfig
+def training_source(data: Dataset, targets: np.ndarray, moved: np.ndarray, config: FinetuneConfig, *,
+                    labels: np.ndarray | None = None, drop: np.ndarray | None = None
                     ) -> tuple[TrainingBatchSource, ValidationSet | None]:
     """The training rows a run (and a baseline of it) fine-tunes on, with their targets, and the validation images
     its checkpoints are scored on: the val split, or a fixed slice held out of the training split
-    (:func:`plint_core.validation.validation_set`), never the test split."""
+    (:func:`plint_core.validation.validation_set`), never the test split.
+
+    ``labels`` (one per training row) replace the given labels in training, ``drop`` (training rows) are left out
+    (:func:`plint_core.baselines.flag_rows`); the validation images and their labels stay as without them."""
     validation, held_out = validation_set(data, moved, config)
-    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=held_out)
+    exclude = held_out if drop is None else np.union1d(held_out, drop).astype(np.int64)
+    rows = training_rows(data.train.labels, moved, config.train_points, config.seed, exclude=exclude)
     train = data.train.subset(rows) if len(rows) < len(data.train) else data.train
-    return TrainingBatchSource(train.images, train.labels, targets[rows], moved[rows]), validation
+    train_labels = train.labels if labels is None else np.asarray(labels, dtype=np.int64)[rows]
+    return TrainingBatchSource(train.images, train_labels, targets[rows], moved[rows]), validation
 
 
 def run_intervention(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec: InterventionSpec,
@@ -356,11 +362,12 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
 
     Returns ``(result, test_predictions, cache_hit)``: ``result`` has ``accuracy``, ``confusion``, ``per_class``
     and ``target_distance`` (the moved training points' mean distance to their targets in the frozen embedding,
-    for comparison with the PLI run) for ``before`` and ``baseline``, and the ``selection``.
+    for comparison with the PLI run) for ``before`` and ``baseline``, and the ``selection``. The flags' baselines
+    (``relabel``, ``drop_flagged``) also run on a spec without moves: on every training row but the held-out ones.
     """
     started = time.perf_counter()
     store = store or RunStore()
-    if not spec.moves:
+    if not spec.moves and baseline.kind not in FLAG_KINDS:
         raise PlintError("the spec has no moves: a baseline is trained on the same rows as a PLI run of a spec")
     key = baseline_key(embedding, spec, config, baseline)
     directory = store.baseline_dir(key)
@@ -369,12 +376,24 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
             return json.loads((directory / RESULT).read_text(encoding="utf-8")), f["pred"], True
     targets, moved = spec.targets(embedding.train_xy, data.train.labels, data.train.ids, data.class_names)
     device = resolve_device(config.device)
-    source, validation = training_source(data, targets, moved, config)
+    labels, drop = flag_rows(baseline, data.train.ids, data.train.labels, data.n_classes)
+    source, validation = training_source(data, targets, moved, config, labels=labels, drop=drop)
+    if labels is not None:
+        info_flags = {"n_relabelled": int((labels != data.train.labels).sum())}
+    elif drop is not None:
+        info_flags = {"n_dropped": int(len(drop))}
+    else:
+        info_flags = {}
     model, selection, info = finetune_baseline(bundle, embedding.layer, embedding.embedder.module, embedding.scale,
                                                source, config, baseline, progress, cancel, validation)
     tuned = ModelBundle(model, bundle.spec, "")
-    moved_lat, _ = forward_pass(tuned, data.train.images.subset(np.flatnonzero(moved)), embedding.layer,
-                                device=device, amp=config.amp)
+    if moved.any():
+        moved_lat, _ = forward_pass(tuned, data.train.images.subset(np.flatnonzero(moved)), embedding.layer,
+                                    device=device, amp=config.amp)
+        distance = {"before": mean_target_distance(embedding.train_xy[moved], targets[moved]),
+                    "baseline": mean_target_distance(embedding.embedder.transform(moved_lat), targets[moved])}
+    else:  # a flags' baseline with a spec of no moves: no edit to follow
+        distance = None
     _, test_pred = forward_pass(tuned, data.test.images, None, device=device, amp=config.amp)
     evals = {"before": evaluate(data.test.labels, embedding.test_pred, data.n_classes),
              "baseline": evaluate(data.test.labels, test_pred, data.n_classes)}
@@ -382,8 +401,9 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
         "run_id": key, "kind": "baseline", "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "data": data.name, "model": bundle.source, "layer": embedding.layer, "embedding_key": embedding.key,
         "classes": list(data.class_names), "n_test": len(data.test), "n_moved": int(moved.sum()),
-        "n_train": int(len(source.labels)), **info,
+        "n_train": int(len(source.labels)), **info, **info_flags,
         "baseline": baseline.key_dict() | {"name": baseline.name},
+        "data_fingerprint": data.fingerprint(), "model_fingerprint": bundle.fingerprint,
         "validation": None if validation is None or not selection.curve else
         {"source": validation.source, "n": int(len(validation.labels)), "before": selection.curve[0][1]},
         "selection": {baseline.kind: selection.to_dict()},
@@ -391,9 +411,7 @@ def run_baseline(data: Dataset, bundle: ModelBundle, embedding: Embedding, spec:
         "accuracy": {k: e.accuracy for k, e in evals.items()},
         "confusion": {k: e.confusion.tolist() for k, e in evals.items()},
         "per_class": {k: e.per_class(data.class_names) for k, e in evals.items()},
-        "target_distance": {"before": mean_target_distance(embedding.train_xy[moved], targets[moved]),
-                            "baseline": mean_target_distance(embedding.embedder.transform(moved_lat),
-                                                             targets[moved])},
+        "target_distance": distance,
         "device": device.type, "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -419,7 +437,7 @@ def validation_set(data: Dataset, moved: np.ndarray, config: FinetuneConfig) -> 
     held = held_out_slice(data.train.labels)
     scored = validation_rows(data.train.labels, config.val_points)
     moved = np.asarray(moved, dtype=bool)
-    if not len(held) or moved.sum() == moved[held].sum():
+    if not len(held) or (moved.any() and moved.sum() == moved[held].sum()):
         return None, none  # too small to hold anything out, or every moved point would be held out
     source = "held-out slice of the training split"
     whole = ValidationSet(data.train.images.subset(held), data.train.labels[held], source) \

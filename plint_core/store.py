@@ -14,6 +14,8 @@ Layout under the root (default ``runs/``)::
                         control.safetensors (+ .json), embedder/, test_embedding.csv,
                         train_targets.npz
     baselines/<key>/    result.json, baseline.safetensors (+ .json), test_predictions.npz
+    flags/<key>.json    a project's flags on images (:class:`plint_core.flags.FlagBook`; a file, changed in place
+                        atomically under its lock file ``.<key>.json.lock``)
 """
 from __future__ import annotations
 
@@ -89,6 +91,22 @@ class RunStore:
         if not base.is_dir():
             return []
         self._sweep(base)
+        results = []
+        for d in base.iterdir():
+            if d.name.startswith(".") or not (d / RESULT).is_file():
+                continue
+            try:
+                results.append(json.loads((d / RESULT).read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError):
+                continue
+        return sorted(results, key=lambda r: r.get("created", ""), reverse=True)
+
+    def list_baselines(self) -> list[dict]:
+        """The ``result.json`` of every finished baseline run (:func:`plint_core.pipeline.run_baseline`), newest
+        first."""
+        base = self.root / "baselines"
+        if not base.is_dir():
+            return []
         results = []
         for d in base.iterdir():
             if d.name.startswith(".") or not (d / RESULT).is_file():

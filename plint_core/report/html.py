@@ -8,7 +8,8 @@ plint version; its moves with thumbnails of each moved group; test accuracy
 and the targeted pair's confusions (with a 95 % interval over the test
 images); the before / after / control confusion matrices and their
 differences; the per-class table; the validation curves; the test embedding
-before and after.
+before and after; and the project's flags on images (:mod:`plint_core.flags`), with thumbnails, where there are
+any.
 
 ``python -m plint_core runs report RUN_ID --out report.html`` writes one
 (:func:`write_report`); the app's Compare page offers the same as a download.
@@ -31,6 +32,7 @@ from ..atomic import write_atomic
 from ..bootstrap import SeedBootstrap, pair_confusions
 from ..data.dataset import Dataset
 from ..errors import PlintError
+from ..flags import KINDS, Flag
 from ..intervention import InterventionSpec
 from ..metrics import targeted_pair
 from .figures import (
@@ -142,6 +144,36 @@ def _moves_html(result: dict, moved: np.ndarray | None, data: Dataset | None) ->
     return "".join(parts) or "<p>(no moves)</p>"
 
 
+def _flags_html(flags: Sequence[Flag], names: Sequence[str], data: Dataset | None) -> str:
+    """The flags on images, each with its kind, suggestion, note, who and when, and thumbnails of its images."""
+    parts = []
+    for k, flag in enumerate(flags):
+        what = KINDS.get(flag.kind, flag.kind)
+        if flag.suggested is not None and 0 <= flag.suggested < len(names):
+            what += f" → {names[flag.suggested]}"
+        n = len(flag.ids)
+        head = (f"<b>Flag {k + 1}</b>: {html.escape(what)} · {n:,} image{'s' if n != 1 else ''} · "
+                f"{html.escape(flag.who)} · {html.escape(flag.when.replace('T', ' ').replace('+00:00', ' UTC'))}")
+        note = f'<div>{html.escape(flag.note)}</div>' if flag.note else ""
+        body = ""
+        if data is not None:
+            ids = np.asarray(flag.ids, dtype=np.int64)
+            present = np.isin(ids, data.train.ids)
+            shown = pick(ids[present], THUMBNAILS_PER_MOVE)
+            if len(shown):
+                rows = np.flatnonzero(np.isin(data.train.ids, shown))
+                grid = montage(data.train.images.native(rows), None, columns=12, tile=40)
+                body = (f'<div><img alt="images of flag {k + 1}" src="{_png_data_uri(grid)}"></div>'
+                        f'<div class="muted">{len(shown)} of the flag\'s {n:,} images, id '
+                        f'{", ".join(str(int(i)) for i in data.train.ids[rows][:12])}{" …" if len(rows) > 12 else ""}'
+                        '</div>')
+        parts.append(f'<div class="move flag">{head}{note}{body}</div>')
+    return (f"<h2>Flags on images ({len(flags)})</h2><p class='muted'>What the review said about the training "
+            "images of this data and model, as the flags stood when this report was written.</p>" + "".join(parts)
+            + ("" if data is not None else '<p class="muted">No thumbnails: the data set was not available when '
+               "this report was written.</p>"))
+
+
 def _pair_html(result: dict, table: pd.DataFrame, moved: np.ndarray | None, data: Dataset | None) -> str:
     names = result["classes"]
     labels = data.train.labels if data is not None and moved is not None and len(moved) == len(data.train) else None
@@ -162,14 +194,16 @@ def _pair_html(result: dict, table: pd.DataFrame, moved: np.ndarray | None, data
 
 def render_report(result: dict, test_table: pd.DataFrame, train_targets: np.ndarray | None = None,
                   moved: np.ndarray | None = None, data: Dataset | None = None,
-                  train_xy: np.ndarray | None = None, path_arrays: dict | None = None) -> str:
+                  train_xy: np.ndarray | None = None, path_arrays: dict | None = None,
+                  flags: Sequence[Flag] = ()) -> str:
     """The HTML text of a run's report.
 
     ``result`` is the run's ``result.json`` content and ``test_table`` its ``test_embedding.csv`` (or both as a
     pick shows them, :func:`plint_core.pick.picked_view`); with the training ``data`` (the run's data set, any
     input size) each move gets thumbnails of its images, with the embedding's ``train_xy`` the moves' arrows
     start where the groups were, and with the run's ``path_arrays`` (:func:`plint_core.pipeline.load_path`) the
-    report holds the trade-off path and the animation of the map while the PLI run trained.
+    report holds the trade-off path and the animation of the map while the PLI run trained. ``flags``
+    (:func:`plint_core.flags.stored_flags`) are listed, with thumbnails of their images given the ``data``.
     """
     import plotly.offline
 
@@ -212,6 +246,7 @@ def render_report(result: dict, test_table: pd.DataFrame, train_targets: np.ndar
 the run was computed on {html.escape(str(result.get('device', '')).upper())} at
 {html.escape(str(result.get('created', '')).replace('T', ' '))}</p>
 <h2>Moves</h2>{_moves_html(result, moved, data)}
+{_flags_html(flags, names, data) if flags else ''}
 <h2>Test accuracy</h2><div class="metrics">{metrics}</div>
 {_pair_html(result, test_table, moved, data)}
 <h2>Confusion matrices (test set; rows = true class, columns = prediction)</h2>

@@ -9,6 +9,8 @@ import numpy as np
 from plotly.colors import qualitative
 
 GHOST_COLOR, COMMITTED_COLOR, RING_COLOR = "#2b2b2b", "#8c8c8c", "#000000"
+FLAG_COLOR = "#ff7f0e"
+"""Flagged images (:mod:`plint_core.flags`): their marker on the map, the corner of their thumbnails."""
 
 
 def marker_size(n_points: int) -> float:

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from ..embedding.parametric_tsne import TSNEConfig
+from ..baselines import Baseline
 from ..errors import RunCancelled
 from ..finetune import FinetuneConfig, Progress
 from ..intervention import InterventionSpec
 from ..models.sources import ModelOptions
 
-__all__ = ["EMBEDDING_STAGES", "EmbeddingTask", "Outcome", "ReplayTask", "Report", "RunTask", "Source", "Task"]
+__all__ = ["BaselineTask", "EMBEDDING_STAGES", "EmbeddingTask", "Outcome", "ReplayTask", "Report", "RunTask", "Source",
+           "Task"]
 
 Report = Callable[[str, float, Any], None]
 """``report(stage, fraction of the whole task in [0, 1], detail)``."""
@@ -146,6 +148,45 @@ class RunTask:
 
 
 @dataclass(frozen=True)
+class BaselineTask:
+    """Fine-tune ``baseline`` (:func:`plint_core.pipeline.run_baseline`: a practitioner's baseline, or one that
+    follows the flags on images) against the embedding (found in the store or fitted first) and store it; returns
+    its key (``RunStore.baseline_dir``)."""
+
+    source: Source
+    store: str
+    spec: InterventionSpec
+    baseline: Baseline
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    layer: str | None = None
+    seed: int = 0
+    config: TSNEConfig | None = None
+    device: str = "auto"
+    amp: bool | None = None
+    kind: str = field(default="baseline", init=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.baseline.name} ({self.finetune.describe()})"
+
+    def run(self, report: Report, cancel: threading.Event) -> Outcome:
+        from ..pipeline import run_baseline
+
+        started = time.perf_counter()
+
+        def embedding_progress(stage: str, fraction: float) -> None:
+            if cancel.is_set():
+                raise RunCancelled("the run was cancelled")
+            report(stage, 0.0, None)
+
+        inputs, emb = _embedding(self, embedding_progress, with_inputs=True)
+        result, _, hit = run_baseline(inputs.data, inputs.bundle, emb, self.spec, self.finetune, self.baseline,
+                                      store=_store(self.store), progress=lambda p: report(p.run, p.fraction, p),
+                                      cancel=cancel)
+        return Outcome(result["run_id"], hit, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
 class ReplayTask:
     """Recompute the PLI weights of checkpoint ``step`` of the stored run ``run_id``
     (:func:`plint_core.replay.replay_checkpoint`) and store them with the run; returns the run id."""
@@ -185,7 +226,7 @@ def _store(root: str):
     return RunStore(root)
 
 
-def _embedding(task: EmbeddingTask | RunTask, progress: Callable[[str, float], None], with_inputs: bool = False):
+def _embedding(task: EmbeddingTask | RunTask | BaselineTask, progress: Callable[[str, float], None], with_inputs: bool = False):
     """The task's inputs (data replicated as its source says) and embedding: fitted on the real training split,
     or found in the store, then projected onto a replicated one."""
     from dataclasses import replace
