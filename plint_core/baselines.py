@@ -39,6 +39,7 @@ from torch import nn
 from .data.images import Images
 from .data.loader import batch_loader, iterate
 from .device import autocast_dtype, resolve_device
+from .class_weights import inverse_frequency_weights  # noqa: F401 (part of this module's API)
 from .errors import PlintError
 from .finetune import FinetuneConfig, Progress, TrainingBatchSource, ValidationSet, finetune_one
 from .latents import as_images, inference_batch_size, model_input
@@ -165,23 +166,6 @@ def class_weights(n_classes: int, pair: tuple[int, int], weight: float) -> np.nd
     w = np.ones(n_classes, dtype=np.float32)
     w[list(pair)] = weight
     return w
-
-
-def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """float32 ``[n_classes]``: class ``k``'s weight ``∝ 1 / n_k``, ``n_k`` its count in ``labels``, normalised so
-    that the classes present average 1 (with equal counts every weight is 1). A class absent from ``labels`` gets
-    0: no row carries it, so its weight never enters the loss."""
-    labels = np.asarray(labels)
-    if not len(labels):
-        raise PlintError("the classweight baseline needs training rows to count the classes in")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise PlintError(f"a training label lies outside the model's classes 0..{n_classes - 1}")
-    counts = np.bincount(labels.astype(np.int64), minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    w = np.zeros(n_classes, dtype=np.float64)
-    w[present] = 1.0 / counts[present]
-    w[present] /= w[present].mean()
-    return w.astype(np.float32)
 
 
 def softmax_margins(bundle: ModelBundle, images: Images | np.ndarray, labels: np.ndarray, *,
