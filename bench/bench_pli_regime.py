@@ -94,6 +94,9 @@ def parse_args() -> argparse.Namespace:
                     help="other FinetuneConfig.embed_on tried at the best distance with the default λ ('' for none)")
     ap.add_argument("--contract", type=float, default=0.5, help="the minority's contraction in the edit")
     ap.add_argument("--optimizer", default=FinetuneConfig.optimizer, choices=("adam", "sgd"))
+    ap.add_argument("--class-weight", default=FinetuneConfig.class_weight, choices=("none", "inverse"),
+                    dest="class_weight", help="FinetuneConfig.class_weight of the PLI pair (inverse: PLI and its "
+                                              "control both class-weighted, the control then the baseline's loss)")
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--steps", type=int, default=FinetuneConfig.steps)
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
@@ -172,7 +175,10 @@ class Setup:
             self.tsne, n_ft = QUICK_TSNE, 10 ** 9
         else:
             self.base = with_val_split(load_data(data_source("fashion")), 5000, seed=0)
-            self.config = FinetuneConfig(device=a.device, optimizer=a.optimizer, lr=a.lr, steps=a.steps)
+            self.config = FinetuneConfig(device=a.device, optimizer=a.optimizer, lr=a.lr, steps=a.steps,
+                                         class_weight=a.class_weight)
+            if a.class_weight == "inverse":
+                LABEL.update(pli="PLI + class weights", control="control (class-weighted CE, the pair's)")
             self.tsne, n_ft = TSNEConfig(), 20000
         self.names = list(self.base.class_names)
         self.candidates = []
@@ -220,7 +226,8 @@ def pli(s: Setup, spec: InterventionSpec, seed: int, lam: float, val: bool = Fal
            "distance": {"pli": res["target_distance"]["after"], "control": res["target_distance"]["control"],
                         "before": res["target_distance"]["before"]},
            "kept": {"pli": res["selection"]["pli"]["step"], "control": res["selection"]["control"]["step"]},
-           "within": (res["selection"]["pli"].get("pick") or {}).get("within")}
+           "within": (res["selection"]["pli"].get("pick") or {}).get("within"),
+           "embed_on_used": res["selection"]["pli"].get("embed_on")}
     if val:
         out["val"] = {name: s.val(load_model(r.directory / f"{w}.safetensors").module)
                       for name, w in (("pli", "finetuned"), ("control", "control"))}
@@ -309,7 +316,7 @@ def main() -> None:
     started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_start = os.getloadavg()
     header = (f"{machine()}; seeds {a.seeds}; keep {a.keep:g}; CNN epochs {a.epochs}; distances {a.distances}; "
-              f"λ tried {a.lams or '-'}; embed_on tried {a.embed_on or '-'}; contract {a.contract:g}; optimizer {a.optimizer} lr {a.lr:g}; "
+              f"λ tried {a.lams or '-'}; embed_on tried {a.embed_on or '-'}; contract {a.contract:g}; optimizer {a.optimizer} lr {a.lr:g}; class weight {a.class_weight}; "
               f"bootstrap {a.boot} (seed {a.boot_seed}); device {a.device}; load {load_start[0]:.2f}"
               f"{'; QUICK' if a.quick else ''}")
     print(header, flush=True)
@@ -341,10 +348,11 @@ def run(a, s: Setup, header: str, began: str, started: float, folder, stem: str,
 
     search = []
 
-    def attempt(d: float, lam: float, embed_on: str = "all") -> None:
+    def attempt(d: float, lam: float, embed_on: str | None = None) -> None:
+        embed_on = embed_on or s.config.embed_on  # the engine's default unless a --embed-on candidate
         r = pli(s, edit(d), seeds[0], lam, val=True, embed_on=embed_on)
         search.append({**r, "edit_scales": d, "lam": lam, "embed_on": embed_on, "spec": edit(d).to_dict()})
-        print(f"edit {d:g} × scale, λ {lam:g}, embed_on {embed_on}: val recall PLI {r['val']['pli']['recall']:.4f} (control "
+        print(f"edit {d:g} × scale, λ {lam:g}, embed_on {embed_on} ({r['embed_on_used']}): val recall PLI {r['val']['pli']['recall']:.4f} (control "
               f"{r['val']['control']['recall']:.4f}), accuracy {r['val']['pli']['accuracy']:.4f} (control "
               f"{r['val']['control']['accuracy']:.4f}), {took(r)}", flush=True)
 

@@ -27,6 +27,7 @@ from plint_app.ui import (
 from plint_core.errors import PlintError
 from plint_core.finetune import (
     AUTO_MOVED_SHARE,
+    CLASS_WEIGHTS,
     EMBED_ON,
     OPTIMIZERS,
     SELECT_RULES,
@@ -52,6 +53,8 @@ EMBED_ON_LABELS = {"auto": f"Automatic: the moved points only for a small edit (
                               "points), else every point (default)",
                    "all": "Every point (the method: unmoved points keep their place)",
                    "moved": "The moved points only", "balanced": "Every point, moved and unmoved half each"}
+CLASS_WEIGHT_LABELS = {"none": "None: plain cross-entropy (default)",
+                       "inverse": "1 / frequency, in both runs (a rare class)"}
 OPTIMIZER_LABELS = {"adam": "Adam (default)", "sgd": "SGD, Nesterov momentum 0.9 (the paper's; lr 1e-2 or more)"}
 RUN_TITLES = {"pli": "PLI run (cross-entropy + embedding term)", "control": "Control run (cross-entropy only)"}
 
@@ -65,7 +68,7 @@ def settings(proj: Project) -> FinetuneConfig:
                           train_points=points if 0 < points < len(proj.data.train) else None,
                           select=s["w_select"], patience=patience or None, weighting=s["w_weighting"],
                           optimizer=s["w_optimizer"], tolerance=float(s["w_tolerance"]) / 100,
-                          embed_on=s["w_embed_on"])
+                          embed_on=s["w_embed_on"], class_weight=s["w_class_weight"])
 
 
 def start_run(proj: Project) -> None:
@@ -235,7 +238,7 @@ for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epo
                    ("w_seed", DEFAULTS.seed), ("w_batch", preset), ("w_points", 0),
                    ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1),
                    ("w_weighting", DEFAULTS.weighting), ("w_optimizer", DEFAULTS.optimizer),
-                   ("w_embed_on", DEFAULTS.embed_on),
+                   ("w_embed_on", DEFAULTS.embed_on), ("w_class_weight", DEFAULTS.class_weight),
                    ("w_tolerance", DEFAULTS.tolerance * 100)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
@@ -282,6 +285,11 @@ with st.expander("More settings"):
                       "only a few points moved (misclassified images sent to their class), holding all the others "
                       "in place outweighs the move; the moved points only then follow further at about the same "
                       "accuracy (bench/RESULTS.md). Automatic picks by the share of points moved.")
+    st.selectbox("Cross-entropy's class weights", CLASS_WEIGHTS, key="w_class_weight", persist_state="session",
+                 format_func=CLASS_WEIGHT_LABELS.get,
+                 help="For a class that is rare among the training images: both runs, PLI and its control, weight "
+                      "each class by 1 / its frequency, so the comparison shows what the edit adds to a "
+                      "class-weighted loss.")
     st.selectbox("Optimiser", OPTIMIZERS, key="w_optimizer", persist_state="session", format_func=OPTIMIZER_LABELS.get)
     st.selectbox("Checkpoint each run keeps", SELECT_RULES, key="w_select", persist_state="session",
                  format_func=SELECT_LABELS.get,

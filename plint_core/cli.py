@@ -24,7 +24,16 @@ from .data.loading import load_data
 from .device import DEVICE_CHOICES, resolve_device, set_threads
 from .embedding.parametric_tsne import TSNEConfig
 from .errors import PlintError, RunCancelled
-from .finetune import EMBED_ON, OPTIMIZERS, SELECT_RULES, WEIGHTINGS, FinetuneConfig, Progress, format_duration
+from .finetune import (
+    CLASS_WEIGHTS,
+    EMBED_ON,
+    OPTIMIZERS,
+    SELECT_RULES,
+    WEIGHTINGS,
+    FinetuneConfig,
+    Progress,
+    format_duration,
+)
 from .flags import FlagBook, stored_flags
 from .inputs import fit_to_shape, open_inputs
 from .intervention import InterventionSpec
@@ -171,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "moved, else all), all (the method: unedited points keep their place as target), moved "
                           "(only the moved points) or balanced (every point keeps its target, the moved and the "
                           "unmoved points carry half of the term each)")
+    run.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=FinetuneConfig.class_weight,
+                     help="none (default: plain cross-entropy) or inverse: PLI and its control both weight their "
+                          "cross-entropy by 1 / each class's frequency among the fine-tuning rows (a rare class)")
     run.add_argument("--val-points", type=int, default=FinetuneConfig.val_points, metavar="N",
                      help=f"best-val: validation images scored, at most (default {FinetuneConfig.val_points:,})")
     run.add_argument("--lam", type=float, default=FinetuneConfig.lam)
@@ -376,6 +388,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size,
                             seed=a.seed, train_points=a.train_points, select=a.select, patience=a.patience,
                             evaluations=a.evaluations, val_points=a.val_points, embed_on=a.embed_on,
+                            class_weight=a.class_weight,
                             tolerance=a.tolerance, weighting=a.weighting, optimizer=a.optimizer,
                             device=a.device, amp=a.amp,
                             workers=a.workers)

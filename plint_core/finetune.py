@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .class_weights import inverse_frequency_weights
 from .data.images import Images
 from .data.loader import batch_loader, iterate
 from .device import autocast_dtype, resolve_device, trim_memory
@@ -56,6 +57,7 @@ AUTO_MOVED_SHARE = 0.05
 instance edit: 0.3-4.2 % in bench/RESULTS.md), else on every row (a class edit: 16 % and more there)."""
 WEIGHTINGS = ("calibrated", "paper", "scaled")
 OPTIMIZERS = ("adam", "sgd")
+CLASS_WEIGHTS = ("none", "inverse")
 SGD_MOMENTUM = 0.9
 """SGD's (Nesterov) momentum, the paper's."""
 CALIBRATION_BATCHES = 16
@@ -105,6 +107,11 @@ class FinetuneConfig:
         over 5 seeds, Fashion-MNIST 1.01 → 0.59 × and −1.3 → +0.0 pp, seed 0; MNIST's 11 points neither); on
         digits' class edit it loses (0.86 × against 0.25 × with ``all``, four of five runs keep their start).
         ``balanced`` lies between the two on both kinds of edit.
+    class_weight: ``none`` (default: plain cross-entropy) or ``inverse``: both runs, PLI and its control, weight
+        their cross-entropy per class by the inverse of the class's frequency among the fine-tuning rows
+        (:func:`plint_core.class_weights.inverse_frequency_weights`, as the ``classweight`` baseline does), for
+        a class that is rare there; the control is then that baseline on the pair's steps, and the comparison
+        isolates what the embedding term adds to a class-weighted loss.
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
     amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
         off for the CPU); not part of a run's key, recorded in its result.
@@ -127,6 +134,7 @@ class FinetuneConfig:
     val_points: int = 1000
     confirm: bool = True
     embed_on: str = "auto"
+    class_weight: str = "none"
     device: str = "auto"
     amp: bool | None = None
     workers: int | None = None
@@ -165,6 +173,9 @@ class FinetuneConfig:
             raise PlintError(f"embed_on is {self.embed_on!r}: use 'auto' (moved for a small edit, else all), 'all' "
                              "(every training point keeps its target), 'moved' (only the moved points) or "
                              "'balanced' (moved and unmoved points half each)")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise PlintError(f"class weight is {self.class_weight!r}: use 'none' (plain cross-entropy) or 'inverse' "
+                             "(each class weighted by 1 / its frequency among the fine-tuning rows)")
         if not (isinstance(self.val_points, int) and self.val_points >= 10):
             raise PlintError(f"val points is {self.val_points}: give a whole number of at least 10")
 
@@ -190,6 +201,8 @@ class FinetuneConfig:
             d.pop("tolerance")
         if self.embed_on == "all":
             d.pop("embed_on")
+        if self.class_weight == "none":
+            d.pop("class_weight")
         return d
 
     def describe(self) -> str:
@@ -369,8 +382,10 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     steps_per_epoch = -(-len(source.labels) // config.batch_size)
     _, total = config.schedule(steps_per_epoch)
     clock = _Clock(2 * total)
+    weight = inverse_frequency_weights(source.labels, len(bundle.spec.classes)) \
+        if config.class_weight == "inverse" else None
     control, control_sel = _train(bundle, layer, embedder, scale, source, config, 0.0, "control", progress, cancel,
-                                  clock, validation, probe=probe)
+                                  clock, validation, probe=probe, class_weight=weight)
     trim_memory()
     start = control_sel.recorder  # None without a probe
     before = control_sel.curve[0][1] if control_sel.curve else None  # the start, scored once for both runs
@@ -378,7 +393,7 @@ def finetune_pair(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: f
     reference = reference_accuracy(start.checkpoints[0], start.checkpoints) if start is not None else None
     pli, pli_sel = _train(bundle, layer, embedder, scale, source, config, config.lam, "pli", progress, cancel,
                           clock, validation, before, before_whole=before_whole, probe=probe, start=start,
-                          reference=reference)
+                          reference=reference, class_weight=weight)
     trim_memory()
     selections = {"pli": pli_sel, "control": control_sel}
     if probe is not None:

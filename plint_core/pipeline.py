@@ -347,7 +347,7 @@ def checkpoint_weights(directory: Path, step: int) -> Path | None:
 def baseline_key(embedding: Embedding, spec: InterventionSpec, config: FinetuneConfig, baseline: Baseline) -> str:
     """A baseline run's key: what decides its training rows (the spec's moved points with ``train_points``), its
     fine-tuning settings (``lam`` and ``embed_on`` left out: no embedding term) and the baseline's own."""
-    finetune = {k: v for k, v in config.key_dict().items() if k not in ("lam", "embed_on")}
+    finetune = {k: v for k, v in config.key_dict().items() if k not in ("lam", "embed_on", "class_weight")}
     return make_key({"kind": "baseline", "embedding": embedding.key, "spec": spec.to_dict(), "finetune": finetune,
                      "baseline": baseline.key_dict()})
 

@@ -360,3 +360,29 @@ def test_cli_runs_the_classweight_baseline_without_a_pair(run_cli, tmp_path, spe
     result = json.loads((tmp_path / "o" / "result.json").read_text())
     assert result["baseline"] == {"kind": "classweight", "name": "class-weighted (1/frequency)"}
     assert len(result["class_weight"]) == 10 and np.mean(result["class_weight"]) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_a_pair_with_inverse_class_weights_trains_both_runs_class_weighted(digits, demo, demo_embedding):
+    """``FinetuneConfig(class_weight="inverse")``: the pair's control is the classweight baseline on the same steps
+    (the same weights after its last step), and the PLI run's first cross-entropy is the class-weighted one; the
+    default keys as before, a bad value is one message."""
+    from plint_core.finetune import finetune_pair
+
+    labels = digits.train.labels
+    rows = np.sort(np.concatenate([np.flatnonzero(labels == 8)] +
+                                  [np.flatnonzero(labels == k)[:10] for k in range(10) if k != 8]))
+    targets = demo_embedding.train_xy[rows].astype(np.float32) + np.float32(0.5)
+    source = TrainingBatchSource(digits.train.images.subset(rows), labels[rows], targets)
+    config = FinetuneConfig(select="last", class_weight="inverse", **{**QUICK, "steps": 6})
+    args = (demo, demo_embedding.layer, demo_embedding.embedder.module, demo_embedding.scale, source)
+    first: dict[str, float] = {}
+    pli, control, _ = finetune_pair(*args, config, progress=lambda p: first.setdefault(p.run, p.ce))
+    baseline, _, info = finetune_baseline(*args, config, Baseline("classweight"))
+    for name, value in control.state_dict().items():
+        torch.testing.assert_close(value, baseline.state_dict()[name], rtol=0, atol=0)
+    plain, _, _ = finetune_pair(*args, replace(config, class_weight="none"))
+    assert any(not torch.equal(v, plain.state_dict()[k]) for k, v in pli.state_dict().items())
+    assert first["pli"] == pytest.approx(first["control"], rel=1e-6), "the same start and first batch"
+    assert "class_weight" not in FinetuneConfig().key_dict() and config.key_dict()["class_weight"] == "inverse"
+    with pytest.raises(PlintError, match="class weight is 'balanced': use 'none'"):
+        FinetuneConfig(class_weight="balanced")
