@@ -11,7 +11,7 @@ the first visit's frame.
 """
 import streamlit as st
 
-from plint_app.first_paint import frame
+from plint_app.first_paint import first_load, frame
 from plint_app.meeting import meeting_bar, publish_view
 from plint_app.navigation import app_pages, in_app, sidebar_links
 
@@ -21,12 +21,13 @@ menu, hidden = app_pages()
 # hidden: the sidebar menu is the app's own (sidebar_links), as client.showSidebarNavigation is off
 navigation = st.navigation(menu + hidden, position="hidden")
 sidebar_links(menu)
-meeting_bar(navigation.url_path)  # a follower takes the presenter's view over first (it may switch the page)
-try:
-    with in_app(), frame(navigation.url_path):
-        navigation.run()
-finally:  # also when the page stops early (st.stop) or reruns
-    publish_view(navigation.url_path)  # a presenter's view, for its followers
+with first_load():  # on a fresh server, one session at a time imports the engine
+    meeting_bar(navigation.url_path)  # a follower takes the presenter's view over first (it may switch the page)
+    try:
+        with in_app(), frame(navigation.url_path):
+            navigation.run()
+    finally:  # also when the page stops early (st.stop) or reruns
+        publish_view(navigation.url_path)  # a presenter's view, for its followers
 
 from plint_app.resources import settled_heap  # noqa: E402 (after the page: it loads the engine)
 from plint_app.sidebar import sidebar_status  # noqa: E402

@@ -14,6 +14,7 @@ any later run draws nothing extra, so a rerun never flickers. Only Streamlit and
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -25,6 +26,24 @@ FRAMES = {"embedding": "Loading the map…", "compare": "Loading the run's figur
 """The pages that get a frame (by URL path) and what it says."""
 HEIGHT = 620
 """The map's height (:func:`plint_app.scatter.assemble`), so the page does not jump when the map replaces it."""
+
+
+_FIRST_LOAD = threading.RLock()
+
+
+@contextmanager
+def first_load() -> Iterator[None]:
+    """Around a script run's pre-page work and page: while the engine is not loaded, one session at a time.
+
+    Two sessions that a fresh server runs at once would import the engine's modules (torch, pandas, plotly) in two
+    threads; modules that import each other can then meet half-initialised ("partially initialized module
+    'pandas'", seen when a second browser opened a page while the first was loading). The second session waits
+    here for the first's run instead; once the engine is loaded, nothing waits."""
+    if engine_loaded():
+        yield
+        return
+    with _FIRST_LOAD:
+        yield
 
 
 def engine_loaded() -> bool:

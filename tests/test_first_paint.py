@@ -93,3 +93,38 @@ def test_the_frame_says_what_loads_and_has_the_maps_height():
     fig = frame_figure(FRAMES["embedding"])
     assert not fig.data and fig.layout.annotations[0].text == "Loading the map…"
     assert fig.layout.height == HEIGHT == assemble([], Overlay([], []), ranges=((0, 1), (0, 1))).layout.height
+
+
+def test_while_the_engine_loads_one_session_at_a_time_runs_and_none_waits_after(monkeypatch):
+    """Two sessions of a fresh server would import the engine in two threads at once (modules importing each
+    other then meet half-initialised); ``first_load`` lets the second wait for the first, and nobody once the
+    engine is in."""
+    import threading
+    import time
+
+    from plint_app import first_paint
+
+    monkeypatch.setattr(first_paint, "engine_loaded", lambda: False)
+    inside, overlap = [], []
+
+    def session(name: str) -> None:
+        with first_paint.first_load():
+            inside.append(name)
+            if len(inside) > 1:
+                overlap.append(tuple(inside))
+            time.sleep(0.2)
+            inside.remove(name)
+
+    threads = [threading.Thread(target=session, args=(f"s{k}",)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlap == []
+    monkeypatch.setattr(first_paint, "engine_loaded", lambda: True)
+    with first_paint._FIRST_LOAD:  # held elsewhere: a loaded engine does not wait for it
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (first_paint.first_load().__enter__(), done.set()))
+        t.start()
+        assert done.wait(5)
+        t.join()
