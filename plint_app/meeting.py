@@ -168,12 +168,10 @@ def _join(url_path: str) -> Role | None:
         _notice("error", _sentence(exc))
         return None
     key = st.query_params.get(KEY_PARAM)
-    if key and store.is_presenter(wanted, key):
-        r = Role(wanted, key)  # a presenter's reload: its view comes back, and it goes on presenting
-        take_view(meeting.state, r, url_path)
-    else:
-        r = Role(wanted)
+    r = Role(wanted, key) if key and store.is_presenter(wanted, key) else Role(wanted)
     st.session_state[ROLE_KEY] = r
+    if r.presenting:  # a presenter's reload: its view comes back (this may switch the page), and it goes on
+        take_view(meeting.state, r, url_path)
     return r
 
 

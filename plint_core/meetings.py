@@ -176,7 +176,7 @@ class MeetingStore:
         raw = self._raw(meeting_id)
         if not hmac.compare_digest(str(raw.get("key", "")), str(key)):
             raise PlintError(f"only meeting {meeting_id}'s presenter can change it: this session follows it")
-        if raw.get("ended"):
+        if _meeting(raw).is_over(self.clock(), self.idle_seconds):
             raise PlintError(f"meeting {meeting_id} has ended: start a new one to present again")
         return raw
 

@@ -79,6 +79,8 @@ def test_ended_idle_unknown_and_malformed_meetings_say_so(tmp_path):
     clock.now += 2
     with pytest.raises(PlintError, match="nothing changed in it for 60 minutes"):
         store.read(idle_id)
+    with pytest.raises(PlintError, match="has ended: start a new one"):  # its presenter is told too
+        store.publish(idle_id, idle_key, {"page": "model"})
 
     with pytest.raises(PlintError, match="there is no meeting zzzzzzzzzz: check the meeting link"):
         store.read("zzzzzzzzzz")
