@@ -114,3 +114,46 @@ def find_and_click(page, url: str) -> None:
     drag(page, page.wait_for_function(GROUP_BOX_JS, arg="3", timeout=30_000).json_value())
     page.wait_for_function(f"() => {{ const n = ({SELECTION_TEXT_JS})(); "
                            "return n !== null && Number(n.replace(',', '')) > 5; }", timeout=60_000)
+
+
+def test_search_by_file_name_in_an_image_folder_project(tmp_path):
+    """An image-folder project (PNG files and a TorchScript model, as ``PLINT_DATA``/``PLINT_MODEL`` name them): a
+    file's own name finds it, the panel names its file; a name that matches nothing gives one message."""
+    require_chromium()
+    from own_data import save_torchscript, write_image_folder
+    from playwright.sync_api import sync_playwright
+
+    from plint_app.config import AppConfig
+    from plint_app.project import Project
+    from plint_core.neighbours import file_names
+
+    data = write_image_folder(tmp_path / "fruit", split=True)
+    env = {**app_env(tmp_path / "runs"), "PLINT_DATA": str(data), "PLINT_MODEL": str(save_torchscript(tmp_path / "cnn.pt")),
+           "OMP_NUM_THREADS": "1"}
+    project = Project.load(AppConfig.from_env(env))
+    project.embedding(project.default_layer, 0)  # fitted before the server starts, as the suite's demo map is
+    target = file_names(project.data.train)[5]
+    server = start_streamlit("app.py", env, tmp_path / "streamlit.log")
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_page(viewport=VIEWPORT)
+            try:
+                page.goto(server.url)
+                page.get_by_text("is ready").first.wait_for(timeout=60_000)
+                open_page(page, "Embedding & interventions")
+                box = page.get_by_role("textbox", name="Find an image")
+                box.fill(target.rsplit("/", 1)[-1])  # the file's own name, without its folders
+                box.press("Enter")
+                page.get_by_text(re.compile(rf"^Image id 5 \(train\), {re.escape(target)}")).wait_for(timeout=60_000)
+                wait_for_panel_images(page, 11)
+                box.fill("durian")
+                box.press("Enter")
+                page.get_by_text("no image's file name contains 'durian'").wait_for(timeout=30_000)
+            except Exception as exc:
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
+                                     f"{server.log.read_text()[-3000:]}") from exc
+            browser.close()
+    finally:
+        server.stop()
