@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 
+from plint_app.baseline_versus import accuracy_versus, baseline_label, per_class_against, project_baselines
 from plint_app.history import history_table, run_label
 from plint_app.jobs import DONE
 from plint_app.links import follow, show_in_address
@@ -295,6 +296,37 @@ else:
             st.dataframe(versus.style.format("{:.3f}", subset=[c for c in versus.columns if c != "support"])
                          .map(color_delta, subset=[c for c in versus.columns if c.startswith("Δ")]), width="stretch")
             st.caption("After PLI fine-tuning in each run; Δ = B − A, green = B better. Bold settings differ.")
+
+st.subheader("Against a baseline run")
+bases = {b["run_id"]: b for b in project_baselines(proj)}
+if not bases:
+    st.caption("No baseline runs on this project yet: fine-tune with the review's flags (Embedding page, *Flags*) or "
+               "run a practitioner's baseline from the command line (`run --baseline classweight`).")
+else:
+    base_id = st.selectbox("Baseline run", list(bases), format_func=lambda k: baseline_label(bases[k]),
+                           key="w_baseline_versus",
+                           help="A single fine-tuned model: a run with the flags (the suggested labels, or without "
+                                "the flagged images) or a practitioner's baseline, beside this PLI run.")
+    base = bases[base_id]
+    why = comparable(r, base)
+    if why:
+        st.warning(f"This baseline and the PLI run cannot be compared figure by figure: {why}.",
+                   icon=":material/warning:")
+    else:
+        c1, c2, c3 = st.columns([2, 3, 3])
+        c1.dataframe(accuracy_versus(r, base).style.format("{:.4f}", subset=["test accuracy"])
+                     .format("{:+.4f}", subset=["baseline − it"]).map(color_delta, subset=["baseline − it"]),
+                     width="stretch")
+        zmax = max(confusion_max(r), max(max(row) for row in base["confusion"]["baseline"]))
+        c2.plotly_chart(confusion_figure(base["confusion"]["baseline"], names, base["baseline"]["name"], zmax),
+                        key="baseline_confusion", config={"displaylogo": False})
+        c3.plotly_chart(difference_figure(r["confusion"]["after"], base["confusion"]["baseline"], names,
+                                          "Baseline − after PLI"), key="baseline_diff", config={"displaylogo": False})
+        against = per_class_against(r, base)
+        st.dataframe(against.style.format("{:.3f}", subset=[c for c in against.columns if c != "support"])
+                     .map(color_delta, subset=[c for c in against.columns if c.startswith("Δ")]), width="stretch")
+        st.caption(f"{base.get('n_train', 0):,} training images, {(base.get('finetune') or {}).get('steps', '?')} "
+                   "steps; Δ = baseline − after PLI, green = the baseline better.")
 
 st.subheader("Downloads")
 c1, c2, c3, c4 = st.columns(4)

@@ -24,6 +24,7 @@ from plint_core.flags import KINDS, Flag, FlagBook
 from plint_core.label_errors import LabelErrorRanking, rank_training_labels
 from plint_core.report.thumbnails import montage, pick
 
+from .baseline_versus import project_baselines
 from .jobs import DONE, FAILED, Job, relay
 from .project import Project
 from .resources import embedding_job, executor
@@ -276,11 +277,9 @@ def _start_flag_run(proj: Project, kind: str) -> None:
 
 
 def flag_runs(proj: Project) -> list[dict]:
-    """This project's stored runs with the flags (``relabel``, ``drop_flagged``), newest first."""
-    fps = (proj.data.fingerprint(), proj.bundle.fingerprint)
-    return [r for r in proj.store.list_baselines()
-            if (r.get("baseline") or {}).get("kind") in FLAG_KINDS
-            and (r.get("data_fingerprint"), r.get("model_fingerprint")) == fps]
+    """This project's stored runs with the flags (``relabel``, ``drop_flagged``), newest first (Compare puts each
+    beside a PLI run: :mod:`plint_app.baseline_versus`)."""
+    return project_baselines(proj, FLAG_KINDS)
 
 
 @st.fragment(run_every=POLL_SECONDS)
