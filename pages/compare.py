@@ -209,7 +209,8 @@ st.caption(f"**Moves** {spec_summary(res.result['spec'])} · **λ** {ft['lam']:g
            f"**{ft.get('weighting', 'scaled')}** weighting · **{ft.get('optimizer', 'adam')}** · "
            f"**{schedule_summary(ft)}** · **lr** {ft['lr']:.0e} · **seed** {ft['seed']} · "
            f"**layer** {res.result['layer']} · **device** {res.result['device']} · "
-           f"{res.result['n_moved']:,} training points moved · {res.result['n_test']:,} test images")
+           + ("**class-weighted** cross-entropy in both runs · " if ft.get("class_weight") == "inverse" else "")
+           + f"{res.result['n_moved']:,} training points moved · {res.result['n_test']:,} test images")
 arrays = res.path_arrays()
 picked = pick_section(res, arrays)
 r, test_table = (res.result, res.test_embedding) if picked is None else \
