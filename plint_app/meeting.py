@@ -189,8 +189,11 @@ def meeting_bar(url_path: str) -> None:
         else:
             r.stamp, r.page, r.page_hash = store.stamp(r.meeting_id), page_name(url_path), _page_hash()
             take_view(meeting.state, r, url_path)
-    elif r is not None and st.query_params.get(MEETING_PARAM) != r.meeting_id:
-        st.query_params[MEETING_PARAM], st.query_params[KEY_PARAM] = r.meeting_id, r.key  # kept across pages
+    elif r is not None:
+        if st.query_params.get(MEETING_PARAM) != r.meeting_id:
+            st.query_params[MEETING_PARAM], st.query_params[KEY_PARAM] = r.meeting_id, r.key  # kept across pages
+        if r.published is not None and r.published.get("page") != page_name(url_path):
+            publish_view(url_path)  # a new page: the followers switch while this run draws it
     _sidebar(r)
 
 
