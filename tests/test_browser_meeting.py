@@ -97,6 +97,11 @@ def walk(browser, url: str) -> None:
                             "'Embedding & interventions'", timeout=WAIT_MS)
         f.wait_for_function(CHART_READY_JS, timeout=120_000, polling="raf")
 
+    # the pending move's dx, set first: the followers show it
+    fill_number(presenter, "dx", 1.5)
+    for f in (f1, f2):
+        f.wait_for_function("() => Number(document.querySelector('input[aria-label=\"dx\"]')?.value) === 1.5",
+                            timeout=WAIT_MS)
     # the selection: the presenter box-selects class 3's middle; the followers show the same count
     drag(presenter, presenter.wait_for_function(GROUP_BOX_JS, arg="3", timeout=WAIT_MS).json_value())
     presenter.wait_for_function(f"() => {{ const n = ({SELECTION_TEXT_JS})(); return n !== null && n !== '0'; }}",
@@ -114,11 +119,7 @@ def walk(browser, url: str) -> None:
     assert presenter.evaluate(MOVES_JS) == 0
     wait_selection(f1, presenter_count)
 
-    # the move: dx, then commit; the followers show the pending dx, then the committed move
-    fill_number(presenter, "dx", 1.5)
-    for f in (f1, f2):
-        f.wait_for_function("() => Number(document.querySelector('input[aria-label=\"dx\"]')?.value) === 1.5",
-                            timeout=WAIT_MS)
+    # the move committed: the followers show it
     presenter.get_by_role("button", name="Commit move").click()
     presenter.get_by_text("Move 1 committed").wait_for(timeout=WAIT_MS)
     for f in (f1, f2):
