@@ -21,6 +21,8 @@ from plint_app.serve import CHROMIUM, EPOCHS_LABEL, GROUP_BOX_JS, drag, launch_c
 pytest_plugins = ("app_fixtures",)  # app_runs
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
+IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
+"""No script run in progress (Streamlit's running indicator is gone)."""
 VIEWPORT = {"width": 1400, "height": 1000}
 DRAG_GEOMETRY_JS = """() => { const gd = document.querySelector('div.plint-drag-map'), g = gd._plint.data.group;
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.querySelector('.nsewdrag').getBoundingClientRect();
@@ -137,9 +139,16 @@ def walk_through(page, url: str) -> None:
     open_page(page, "Embedding & interventions")
     page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=30_000)
     # first, Edit a class pair: the most confused pair pushed apart into free space in one click, then undone
+    page.wait_for_function(IDLE_JS, timeout=60_000)  # the page's first run has ended: a click is not lost in it
     page.get_by_text("Edit a class pair").click()
-    page.get_by_role("button", name="Push apart").click()
-    page.get_by_text(re.compile(r"pushed apart: moves 1 and 2 added")).wait_for(timeout=30_000)
+    for attempt in range(2):  # a click landing while a rerun replaces the button can go unanswered: once more
+        page.get_by_role("button", name="Push apart").click()
+        try:
+            page.get_by_text(re.compile(r"pushed apart: moves 1 and 2 added")).wait_for(timeout=30_000)
+            break
+        except Exception:
+            if attempt or page.get_by_text("Committed moves (0)").count() != 1:
+                raise
     page.get_by_text("Committed moves (2)").wait_for(timeout=30_000)
     screenshot(page, "pair_edit")
     page.get_by_role("button", name="Undo", exact=True).click()
