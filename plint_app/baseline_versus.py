@@ -12,7 +12,7 @@ import pandas as pd
 from plint_core.report.summaries import MODEL_TITLES, MODELS
 
 from .project import Project
-from .run_versus import METRICS
+from .run_versus import per_class_versus
 
 
 def project_baselines(proj: Project, kinds: tuple[str, ...] | None = None) -> list[dict]:
@@ -42,12 +42,4 @@ def accuracy_versus(pli: dict, baseline: dict) -> pd.DataFrame:
 
 def per_class_against(pli: dict, baseline: dict) -> pd.DataFrame:
     """Per-class precision, recall and F1 after PLI fine-tuning and of the baseline, and ``Δ`` = baseline − PLI."""
-    fa = pd.DataFrame(pli["per_class"]["after"]).set_index("class")
-    fb = pd.DataFrame(baseline["per_class"]["baseline"]).set_index("class")
-    table = pd.DataFrame({"support": fa["support"]})
-    for metric in METRICS:
-        table[f"{metric} PLI"] = fa[metric]
-        table[f"{metric} baseline"] = fb[metric]
-        table[f"Δ {metric}"] = fb[metric] - fa[metric]
-    table.index.name = "class"
-    return table
+    return per_class_versus(pli, baseline, "after", "baseline", names=("PLI", "baseline"))

@@ -38,14 +38,16 @@ def accuracy_table(a: dict, b: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-def per_class_versus(a: dict, b: dict, model: str = "after") -> pd.DataFrame:
-    """Per-class precision, recall and F1 of ``model`` in each run, and ``Δ`` = B − A."""
+def per_class_versus(a: dict, b: dict, model: str = "after", model_b: str | None = None,
+                     names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """Per-class precision, recall and F1 of ``model`` in each run (``model_b`` in ``b``, default the same), and
+    ``Δ`` = B − A; ``names`` label the two runs' columns."""
     fa = pd.DataFrame(a["per_class"][model]).set_index("class")
-    fb = pd.DataFrame(b["per_class"][model]).set_index("class")
+    fb = pd.DataFrame(b["per_class"][model_b or model]).set_index("class")
     table = pd.DataFrame({"support": fa["support"]})
     for metric in METRICS:
-        table[f"{metric} A"] = fa[metric]
-        table[f"{metric} B"] = fb[metric]
+        table[f"{metric} {names[0]}"] = fa[metric]
+        table[f"{metric} {names[1]}"] = fb[metric]
         table[f"Δ {metric}"] = fb[metric] - fa[metric]
     table.index.name = "class"
     return table

@@ -88,23 +88,18 @@ class RunStore:
     def list_runs(self) -> list[dict]:
         """The ``result.json`` of every finished run, newest first."""
         base = self.root / "runs"
-        if not base.is_dir():
-            return []
-        self._sweep(base)
-        results = []
-        for d in base.iterdir():
-            if d.name.startswith(".") or not (d / RESULT).is_file():
-                continue
-            try:
-                results.append(json.loads((d / RESULT).read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError):
-                continue
-        return sorted(results, key=lambda r: r.get("created", ""), reverse=True)
+        if base.is_dir():
+            self._sweep(base)
+        return self._results(base)
 
     def list_baselines(self) -> list[dict]:
         """The ``result.json`` of every finished baseline run (:func:`plint_core.pipeline.run_baseline`), newest
         first."""
-        base = self.root / "baselines"
+        return self._results(self.root / "baselines")
+
+    @staticmethod
+    def _results(base: Path) -> list[dict]:
+        """The readable ``result.json`` of the finished folders under ``base``, newest first."""
         if not base.is_dir():
             return []
         results = []
