@@ -14,13 +14,16 @@ from plint_app.editor import SELECT_MODES
 from plint_app.flags_panel import flagged_of, flags_overlay, flags_panel
 from plint_app.jobs import DONE, FAILED
 from plint_app.links import follow, show_in_address
+from plint_app.map_thinning import MapSample
+from plint_app.map_window import map_window, window_buttons
 from plint_app.meeting import presented, publish_view
 from plint_app.neighbour_panel import focused, map_view, neighbour_overlay, neighbour_panel, open_clicked, search_field
 from plint_app.pair_panel import pair_panel
 from plint_app.project import Project
-from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, scatter_view
+from plint_app.resources import cached_base_payload, cached_base_traces, embedding_job, map_sample, scatter_view
 from plint_app.scatter import COLOR_MODES, Overlay, assemble, destination_grid, selection_overlay
 from plint_app.scatter_view import ScatterView, committed_overlay, digest, pending_overlay, signature
+from plint_app.selection_geometry import resolved, whole_selection
 from plint_app.session import SessionData, session
 from plint_app.spec_panel import moves_panel
 from plint_app.ui import (
@@ -41,12 +44,16 @@ CLICK_MODES = {"select": "Select", "inspect": "Inspect", "destination": "Destina
 PLOTLY_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]}
 
 
-def consume_chart_event(proj: Project, emb, sess: SessionData, view: ScatterView, select_mode: str) -> None:
+def consume_chart_event(proj: Project, emb, sess: SessionData, view: ScatterView, select_mode: str,
+                        sample: MapSample, show_test: bool) -> None:
     """Act on the scatter's selection event from the previous run, once."""
-    event = parse_event(st.session_state.get(sess.chart_key))
+    state = st.session_state.get(sess.chart_key)
+    event = parse_event(state)
     if event.signature == sess.last_event:
         return
     sess.last_event = event.signature
+    if sess.last_chart_mode == "select":
+        event = whole_selection(event, state, view, sample, show_test)
     editor = sess.editor
     if sess.last_chart_mode == "destination":
         dest = event.destination()
@@ -72,7 +79,8 @@ def consume_chart_event(proj: Project, emb, sess: SessionData, view: ScatterView
         editor.clear_selection()  # the user cleared Plotly's selection on the chart that made it
 
 
-def consume_drag_event(sess: SessionData, select_mode: str) -> None:
+def consume_drag_event(sess: SessionData, select_mode: str, view: ScatterView, sample: MapSample,
+                       show_test: bool) -> None:
     """Act on the drag map's event of the previous run: a box or lasso selection, or a group dragged."""
     for kind, event, name in drag_events(st.session_state.get(sess.drag_key)):
         if name == sess.last_drag_event:  # a trigger lasts one rerun; a stored state repeats
@@ -80,6 +88,9 @@ def consume_drag_event(sess: SessionData, select_mode: str) -> None:
         sess.last_drag_event = name
         if kind == "selection":
             ids = np.asarray(event.get("ids", []), dtype=np.int64)
+            found = resolved(event, view, sample, show_test)  # a thinned map: every point inside, drawn or not
+            if found is not None:
+                ids, event = found[0], {**event, "n_test": found[1]}
             if ids.size:
                 sess.editor.select_ids(ids, select_mode)
             elif event.get("n_test"):
@@ -101,12 +112,17 @@ def undo_drag() -> None:
         st.session_state[DX], st.session_state[DY] = sess.drag_undo.pop()
 
 
-def consume_linked_event(sess: SessionData, select_mode: str) -> None:
+def consume_linked_event(proj: Project, sess: SessionData, layer: str, select_mode: str, show_test: bool) -> None:
     """Act on the linked layer's scatter: its box or lasso selects the same training points in both maps."""
-    event = parse_event(st.session_state.get(sess.linked_key))
+    state = st.session_state.get(sess.linked_key)
+    event = parse_event(state)
     if event.signature == sess.last_linked_event:
         return
     sess.last_linked_event = event.signature
+    job = embedding_job(proj, layer, current_embedding_seed(), start=False)
+    if job is not None and job.status == DONE:
+        view = scatter_view(proj, job.result)
+        event = whole_selection(event, state, view, map_sample(proj, view, show_test), show_test)
     if event.train_ids.size:
         sess.editor.select_ids(event.train_ids, select_mode, from_chart=f"linked:{sess.linked_key}")
         sess.chart_nonce += 1  # the main map drops its own highlight and rings the new selection instead
@@ -128,12 +144,13 @@ def linked_map(proj: Project, sess: SessionData, layer: str, color_by: str, show
             poll_embedding(job)
         return
     view = scatter_view(proj, job.result)
-    size = view.marker_size(show_test)
+    sample = map_sample(proj, view, show_test)
+    size = sample.marker_size()
     sel = sess.editor.selection
     overlay = Overlay([], [])
     own = f"linked:{sess.linked_key}"
     if len(sel) and sel.from_chart != own:
-        overlay += selection_overlay(view.xy_of(sel.ids), size)
+        overlay += selection_overlay(sample.only_drawn(view.xy_of(sel.ids), view.index.rows_of(sel.ids)), size)
     fig = assemble(cached_base_traces(proj, view, color_by, show_test), overlay, ranges=view.ranges, dragmode="select",
                    uirevision=view.key)
     fig.update_layout(title=dict(text=f"Layer {layer} (linked: selecting here selects in both maps)", x=0.5,
@@ -254,36 +271,39 @@ def editor(proj: Project, emb) -> None:
                                "selects the same training points in both; moves are made in this layer's map, the one "
                                "the fine-tuning run uses.")
     linked = None if linked == "(none)" or linked not in layers else linked
+    window = map_window(sess, view)
+    sample = map_sample(proj, view, show_test, window)
     if click_mode == "drag":
-        consume_drag_event(sess, select_mode)
+        consume_drag_event(sess, select_mode, view, sample, show_test)
     else:
-        consume_chart_event(proj, emb, sess, view, select_mode)
+        consume_chart_event(proj, emb, sess, view, select_mode, sample, show_test)
     if linked:
-        consume_linked_event(sess, select_mode)
+        consume_linked_event(proj, sess, linked, select_mode, show_test)
     publish_view("embedding")  # a presenter's followers start on the change while this run draws it
 
     left, right = st.columns([3, 1.25])
     with right:
         selection_panel(proj, view, sess)
         pair_panel(view)
-    size = view.marker_size(show_test)
+    size = sample.marker_size()
+    shown = sample.drawn_mask() if sample.thinned else None  # a thinned map's overlays draw the points it draws
     # the drag map keeps the data traces on the page (cached_base_payload): its figure only has the overlays
-    base = () if click_mode == "drag" else cached_base_traces(proj, view, color_by, show_test)
-    committed, group_sizes = committed_overlay(view, sess.editor.spec, size)
+    base = () if click_mode == "drag" else cached_base_traces(proj, view, color_by, show_test, window)
+    committed, group_sizes = committed_overlay(view, sess.editor.spec, size, shown)
     translate, contract = move_settings()
     found = focused(proj, emb, view)  # the image searched for or clicked, and its neighbours
     overlay = flags_overlay(proj, view, size) + committed \
-        + pending_overlay(view, sess.editor.selection.ids, translate, contract, size) \
+        + pending_overlay(view, sess.editor.selection.ids, translate, contract, size, shown) \
         + neighbour_overlay(view, found, size)
-    plain = signature(view.key, color_by, str(show_test), click_mode, overlay.signature())
+    plain = signature(view.key, color_by, str(show_test), click_mode, str(window), overlay.signature())
     chart_sig = plain
     sel = sess.editor.selection
     if len(sel) and (sel.from_chart != plain or click_mode == "drag"):  # Plotly's own highlight is gone: ours
-        overlay += selection_overlay(view.xy_of(sel.ids), size)
+        overlay += selection_overlay(sample.only_drawn(view.xy_of(sel.ids), view.index.rows_of(sel.ids)), size)
         chart_sig = signature(plain, "ring", digest(sel.ids))
     if click_mode == "destination":
         overlay += destination_grid(*view.ranges)
-    ranges, revision = map_view(view)
+    ranges, revision = (window, signature(view.key, "window", str(window))) if window else map_view(view)
     fig = assemble(base, overlay, ranges=ranges, dragmode="select" if click_mode == "select" else "pan",
                    uirevision=revision)
     if click_mode == "inspect":
@@ -298,14 +318,17 @@ def editor(proj: Project, emb) -> None:
         if click_mode == "drag":
             fig.update_layout(dragmode="select", selectionrevision=chart_sig)  # a rerun drops Plotly's own box
             fig.update_layout(margin=dict(l=45, b=35))  # room for the tick labels (drawn by plotly.js itself)
-            group = group_payload(view.xy_of(sel.ids), translate, contract, size, digest(sel.ids)) if len(sel) else None
+            group = group_payload(view.xy_of(sel.ids), translate, contract, size, digest(sel.ids),
+                                  None if shown is None else shown[view.index.rows_of(sel.ids)]) if len(sel) else None
             with main:
-                drag_map(cached_base_payload(proj, view, color_by, show_test), fig, group, sess.drag_key,
+                drag_map(cached_base_payload(proj, view, color_by, show_test, window), fig, group, sess.drag_key,
                          PLOTLY_CONFIG, on_change=lambda: None, ack=sess.last_drag_event)
         else:
             main.plotly_chart(fig, key=sess.chart_key, on_select="rerun", config=PLOTLY_CONFIG,
                               selection_mode=("box", "lasso") if click_mode == "select" else ("points",))
         sess.last_chart, sess.last_chart_mode = chart_sig, click_mode
+        if sample.thinned:
+            window_buttons(sess, view, sample)
         if other is not None:
             with other:
                 linked_map(proj, sess, linked, color_by, show_test)

@@ -20,6 +20,9 @@
                           (:func:`plint_core.device.memory_limit`). Below 4 GB, large
                           images get a smaller preset batch
                           (:func:`plint_core.finetune.preset_batch_size`)
+``PLINT_MAP_MAX_POINTS``  the most points the map draws (default 30,000); a larger
+                          split is drawn as a random sample of this many over a
+                          density map of all (:mod:`plint_app.map_thinning`)
 ========================  =========================================================
 """
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Mapping
 from plint_core.device import DEVICE_CHOICES, memory_limit
 from plint_core.embedding.parametric_tsne import TSNEConfig
 from plint_core.errors import PlintError
+
+from .map_thinning import DEFAULT_MAX_POINTS
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class AppConfig:
     """Whether users may open files by server path (``PLINT_ALLOW_PATHS``); uploads are always allowed."""
     memory_bytes: int | None = None
     """The memory the app may use (``PLINT_MEMORY_GB``, else the cgroup's limit); ``None``: not limited."""
+    map_max_points: int = DEFAULT_MAX_POINTS
+    """The most points the map draws (``PLINT_MAP_MAX_POINTS``); more are thinned (:mod:`plint_app.map_thinning`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppConfig":
@@ -65,14 +72,15 @@ class AppConfig:
                    scale_points=_non_negative_int(env.get("PLINT_SCALE_POINTS", ""), "PLINT_SCALE_POINTS"),
                    torch_threads=_non_negative_int(env.get("PLINT_TORCH_THREADS", ""), "PLINT_TORCH_THREADS"),
                    allow_paths=_flag(env.get("PLINT_ALLOW_PATHS", ""), "PLINT_ALLOW_PATHS"),
-                   memory_bytes=_memory(env.get("PLINT_MEMORY_GB", "")))
+                   memory_bytes=_memory(env.get("PLINT_MEMORY_GB", "")),
+                   map_max_points=_max_points(env.get("PLINT_MAP_MAX_POINTS", "")))
 
     def cache_key(self) -> str:
-        """A string naming everything loaded (and the memory it may use, which decides presets), for in-memory
-        caches shared by sessions."""
+        """A string naming everything loaded (and the memory it may use, which decides presets, and the most points
+        its map draws), for in-memory caches shared by sessions."""
         return json.dumps({"runs": str(self.runs_dir.resolve()), "data": self.data, "model": self.model,
                            "device": self.device, "tsne": self.tsne.to_dict(), "scale": self.scale_points,
-                           "memory": self.memory_bytes}, sort_keys=True)
+                           "memory": self.memory_bytes, "map": self.map_max_points}, sort_keys=True)
 
 
 def _memory(text: str) -> int | None:
@@ -86,6 +94,19 @@ def _memory(text: str) -> int | None:
         raise PlintError(f"PLINT_MEMORY_GB={text!r} is not an amount of memory: give GB as a positive number, "
                          "such as 2.7, or leave it unset")
     return int(value * 1e9)
+
+
+def _max_points(text: str) -> int:
+    if not text.strip():
+        return DEFAULT_MAX_POINTS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise PlintError(f"PLINT_MAP_MAX_POINTS={text!r} is not a number of points: give a whole number of at least "
+                         f"1 (the most points the map draws), or leave it unset for {DEFAULT_MAX_POINTS:,}")
+    return value
 
 
 def _tsne_config(text: str) -> TSNEConfig:

@@ -62,7 +62,11 @@ function draw(gd) {
         (Number(c[3]) === 0 ? ids : test).push(Number(c[0]));
       }
       gd._plint.seq += 1;
-      gd._plint.setTriggerValue('selection', {ids, n_test: test.length, seq: gd._plint.seq, token: gd._plint.token});
+      // the shapes drawn, in data units: a thinned map's selection is resolved from them on the server
+      const box = ev && ev.range && ev.range.x ? [{x: ev.range.x, y: ev.range.y}] : [];
+      const lasso = ev && ev.lassoPoints && ev.lassoPoints.x ? [{x: ev.lassoPoints.x, y: ev.lassoPoints.y}] : [];
+      gd._plint.setTriggerValue('selection', {ids, n_test: test.length, box, lasso, seq: gd._plint.seq,
+                                              token: gd._plint.token});
     });
   });
 }
@@ -214,11 +218,17 @@ def load_plotly() -> None:
     _loader()(key="plint_plotly_loader", height=0)
 
 
-def group_payload(xy: np.ndarray, translate: Sequence[float], contract: float, size: float, digest: str) -> dict:
-    """What the component needs to drag a group: its points, centroid, contraction, current translation."""
+def group_payload(xy: np.ndarray, translate: Sequence[float], contract: float, size: float, digest: str,
+                  drawn: np.ndarray | None = None) -> dict:
+    """What the component needs to drag a group: its points, centroid, contraction, current translation.
+    ``drawn`` (a mask over ``xy``'s rows, on a thinned map) sends only the points drawn; the centroid stays the
+    whole group's."""
     xy = np.asarray(xy, dtype=np.float64)
+    centroid = xy.mean(0).round(6).tolist() if len(xy) else [0.0, 0.0]
+    if drawn is not None:
+        xy = xy[drawn]
     return {"x": xy[:, 0].round(5).tolist(), "y": xy[:, 1].round(5).tolist(),
-            "centroid": xy.mean(0).round(6).tolist() if len(xy) else [0.0, 0.0], "contract": float(contract),
+            "centroid": centroid, "contract": float(contract),
             "translate": [float(translate[0]), float(translate[1])], "size": float(size), "digest": digest}
 
 

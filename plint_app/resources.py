@@ -11,6 +11,7 @@ import atexit
 import gc
 from dataclasses import replace
 
+import numpy as np
 import streamlit as st
 
 from plint_core.pipeline import Embedding, RunResult, load_run
@@ -125,7 +126,7 @@ def embedding_job(proj: Project, layer: str, seed: int, *, start: bool = True, r
             lo, hi = EMBEDDING_STAGES.get(stage, (0.0, 1.0))
             job.report(stage, lo + (hi - lo) * fraction)
 
-        if proj.has_stored_embedding(layer, seed) and proj.data is proj.base_data:
+        if proj.has_stored_embedding(layer, seed) and (proj.data is proj.base_data or _stored_latents(proj, layer)):
             return proj.embedding(layer, seed, progress)  # only read from the store: no worker needed
         task = EmbeddingTask(proj.source, str(proj.store.root), layer=layer, seed=seed, config=proj.config.tsne,
                              device=proj.config.device)
@@ -135,6 +136,14 @@ def embedding_job(proj: Project, layer: str, seed: int, *, start: bool = True, r
                      lambda outcome: replace(proj.embedding(layer, seed, progress), cache_hit=outcome.cache_hit))
 
     return registry.ensure(key, fit, name="embedding", retry=retry)
+
+
+def _stored_latents(proj: Project, layer: str) -> bool:
+    """Whether the latents of the project's (enlarged) training split are in the run store's latent cache, so that
+    its projection needs no worker (a large map's server then draws it seconds sooner: no worker importing torch)."""
+    from plint_core.latent_cache import latents_key
+
+    return proj.store.has_latents(latents_key(proj.data, proj.bundle, layer))
 
 
 @st.cache_resource(max_entries=32)
@@ -181,31 +190,57 @@ def scatter_view(proj: Project, emb: Embedding):
     return _scatter_view(f"{proj.cache_key}|{emb.key}", proj, emb)
 
 
+@st.cache_resource(max_entries=16)
+def _map_sample(key: str, show_test: bool, window, max_points: int, _view):
+    from .map_thinning import sample_map
+
+    return sample_map(_view.index.xy, _view.test_xy if show_test else None, max_points, window)
+
+
+def map_sample(proj: Project, view, show_test: bool, window=None):
+    """Which points the map draws (:func:`plint_app.map_thinning.sample_map`): all of them up to
+    ``PLINT_MAP_MAX_POINTS``, else a fixed sample, the whole map's or that of ``window`` (shared, built once)."""
+    return _map_sample(f"{proj.cache_key}|{view.key}", bool(show_test), window, proj.config.map_max_points, view)
+
+
 @st.cache_resource(max_entries=24)
-def _base_traces(key: str, color_by: str, show_test: bool, _view, _class_names: tuple[str, ...]) -> tuple:
+def _base_traces(key: str, color_by: str, show_test: bool, window, max_points: int, _view,
+                 _class_names: tuple[str, ...]) -> tuple:
     from .scatter import base_traces
 
-    return tuple(base_traces(_view.train, _view.test if show_test else None, _class_names, color_by))
+    sample = _map_sample(key, show_test, window, max_points, _view)
+    if not sample.thinned:
+        return tuple(base_traces(_view.train, _view.test if show_test else None, _class_names, color_by))
+    from .map_thinning import density_trace
+
+    shown = (_view.index.xy, _view.test_xy) if show_test else (_view.index.xy,)
+    density = density_trace(np.concatenate(shown), window or _view.ranges)
+    return (density, *base_traces(_view.train.take(sample.train_rows),
+                                  _view.test.take(sample.test_rows) if show_test else None, _class_names, color_by))
 
 
-def cached_base_traces(proj: Project, view, color_by: str, show_test: bool) -> tuple:
-    """The scatter's data traces for one colour mode (shared; Plotly copies them into each figure)."""
-    return _base_traces(f"{proj.cache_key}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))
+def cached_base_traces(proj: Project, view, color_by: str, show_test: bool, window=None) -> tuple:
+    """The scatter's data traces for one colour mode (shared; Plotly copies them into each figure): every point, or
+    on a thinned map (:func:`map_sample`) the sample's points over a density heatmap of all."""
+    return _base_traces(f"{proj.cache_key}|{view.key}", color_by, show_test, window, proj.config.map_max_points, view,
+                        tuple(proj.data.class_names))
 
 
 @st.cache_resource(max_entries=24)
-def _base_payload(key: str, color_by: str, show_test: bool, _view, _class_names: tuple[str, ...]) -> dict:
+def _base_payload(key: str, color_by: str, show_test: bool, window, max_points: int, _view,
+                  _class_names: tuple[str, ...]) -> dict:
     from .drag_map import base_payload
     from .scatter_view import signature
 
-    traces = _base_traces(key, color_by, show_test, _view, _class_names)
-    return base_payload(traces, signature(key, color_by, str(show_test)))
+    traces = _base_traces(key, color_by, show_test, window, max_points, _view, _class_names)
+    return base_payload(traces, signature(key, color_by, str(show_test), str(window), str(max_points)))
 
 
-def cached_base_payload(proj: Project, view, color_by: str, show_test: bool) -> dict:
+def cached_base_payload(proj: Project, view, color_by: str, show_test: bool, window=None) -> dict:
     """The drag map's data traces for one colour mode, as its component takes them (shared, serialised once;
     :func:`plint_app.drag_map.base_payload`)."""
-    return _base_payload(f"{proj.cache_key}|{view.key}", color_by, show_test, view, tuple(proj.data.class_names))
+    return _base_payload(f"{proj.cache_key}|{view.key}", color_by, show_test, window, proj.config.map_max_points, view,
+                         tuple(proj.data.class_names))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Indexing the latent space for neighbour search…")

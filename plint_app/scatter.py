@@ -128,11 +128,14 @@ def _ghosts(xy: np.ndarray, name: str, color: str, size: float, opacity: float, 
                         marker=dict(symbol="circle", color=color, size=size, opacity=opacity, line=dict(width=0)))
 
 
-def moves_overlay(origins: Sequence[np.ndarray], targets: Sequence[np.ndarray], size: float) -> Overlay:
-    """Committed moves: each group's targets as light ghost points and an arrow from its centroid to theirs."""
+def moves_overlay(origins: Sequence[np.ndarray], targets: Sequence[np.ndarray], size: float,
+                  drawn: Sequence[np.ndarray] | None = None) -> Overlay:
+    """Committed moves: each group's targets as light ghost points and an arrow from its centroid to theirs
+    (``drawn``: the ghost points to draw instead of every target, on a thinned map)."""
     overlay = Overlay.empty()
     for k, (start, end) in enumerate(zip(origins, targets)):
-        overlay += Overlay([_ghosts(end, "committed targets", COMMITTED_COLOR, size, 0.45, showlegend=k == 0)],
+        ghosts = end if drawn is None else drawn[k]
+        overlay += Overlay([_ghosts(ghosts, "committed targets", COMMITTED_COLOR, size, 0.45, showlegend=k == 0)],
                            [_arrow(start.mean(0), end.mean(0), COMMITTED_COLOR, f"move {k + 1}")])
     return overlay
 
@@ -155,9 +158,10 @@ def flag_overlay(xy: np.ndarray, size: float) -> Overlay:
     return Overlay([cross], [])
 
 
-def preview_overlay(origin: np.ndarray, target: np.ndarray, size: float) -> Overlay:
-    """The pending move: dark ghost points at the targets and an arrow between the two centroids."""
-    return Overlay([_ghosts(target, "preview targets", GHOST_COLOR, size, 0.55)],
+def preview_overlay(origin: np.ndarray, target: np.ndarray, size: float, drawn: np.ndarray | None = None) -> Overlay:
+    """The pending move: dark ghost points at the targets and an arrow between the two centroids (``drawn``: the
+    ghost points to draw instead of every target, on a thinned map)."""
+    return Overlay([_ghosts(target if drawn is None else drawn, "preview targets", GHOST_COLOR, size, 0.55)],
                    [_arrow(origin.mean(0), target.mean(0), GHOST_COLOR, "preview")])
 
 

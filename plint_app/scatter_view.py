@@ -38,6 +38,11 @@ class ScatterView:
     def marker_size(self, show_test: bool) -> float:
         return marker_size(len(self.train) + (len(self.test) if show_test else 0))
 
+    @property
+    def test_xy(self) -> np.ndarray:
+        """Test coordinates, ``[N, 2]``."""
+        return np.column_stack([self.test.x, self.test.y])
+
     def xy_of(self, ids: np.ndarray) -> np.ndarray:
         """Training coordinates of sample ``ids``."""
         return self.index.xy[self.index.rows_of(ids)]
@@ -53,24 +58,31 @@ def move_target(xy: np.ndarray, translate: tuple[float, float], contract: float)
     return contract * xy + (1 - contract) * xy.mean(0) + np.asarray(translate, dtype=np.float64)
 
 
-def committed_overlay(view: ScatterView, spec: InterventionSpec, size: float) -> tuple[Overlay, list[int]]:
-    """The spec's moves drawn over the scatter, and each move's number of points."""
+def committed_overlay(view: ScatterView, spec: InterventionSpec, size: float,
+                      shown: np.ndarray | None = None) -> tuple[Overlay, list[int]]:
+    """The spec's moves drawn over the scatter, and each move's number of points; ``shown`` (a mask over the
+    training rows, on a thinned map) limits the ghost points to the points drawn, the arrows stay the groups'."""
     if not spec.moves:
         return Overlay.empty(), []
     idx = view.index
     groups = spec.groups(idx.labels, idx.ids, idx.class_names)
     targets, _ = spec.targets(idx.xy, idx.labels, idx.ids, idx.class_names)
-    overlay = moves_overlay([idx.xy[rows] for rows in groups], [targets[rows] for rows in groups], size)
+    drawn = [rows if shown is None else rows[shown[rows]] for rows in groups]
+    overlay = moves_overlay([idx.xy[rows] for rows in groups], [targets[rows] for rows in groups], size,
+                            drawn=[targets[rows] for rows in drawn] if shown is not None else None)
     return overlay, [len(rows) for rows in groups]
 
 
 def pending_overlay(view: ScatterView, ids: np.ndarray, translate: tuple[float, float], contract: float,
-                    size: float) -> Overlay:
-    """The preview of moving ``ids`` (empty when nothing is selected or the move does nothing)."""
+                    size: float, shown: np.ndarray | None = None) -> Overlay:
+    """The preview of moving ``ids`` (empty when nothing is selected or the move does nothing); ``shown`` (a mask
+    over the training rows, on a thinned map) limits the ghost points to the points drawn."""
     if not len(ids) or (translate == (0.0, 0.0) and contract == 1.0):
         return Overlay.empty()
-    xy = view.xy_of(ids)
-    return preview_overlay(xy, move_target(xy, translate, contract), size)
+    rows = view.index.rows_of(ids)
+    xy = view.index.xy[rows]
+    target = move_target(xy, translate, contract)
+    return preview_overlay(xy, target, size, drawn=None if shown is None else target[shown[rows]])
 
 
 def signature(*parts: str) -> str:

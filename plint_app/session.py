@@ -35,6 +35,9 @@ class SessionData:
     """The last event of the drag map acted on (``token:seq``: the drawn map and its event count)."""
     drag_undo: list = field(default_factory=list)
     """The (dx, dy) each drag replaced, most recent last (*Undo drag*)."""
+    map_window: tuple | None = None
+    """``(embedding key, ranges)`` of *Show every point here* on a thinned map (:mod:`plint_app.map_thinning`), or
+    ``None`` for the whole map."""
     linked_nonce: int = 0
     """Bumped to give the linked layer's scatter a fresh widget key (drops its own Plotly selection)."""
     last_linked_event: str = ""

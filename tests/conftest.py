@@ -29,7 +29,7 @@ def pytest_configure(config):
 
 
 SERVERS = {"test_browser_e2e.py", "test_browser_deep_links.py", "test_browser_flags.py", "test_browser_neighbours.py",
-           "test_browser_meeting.py", "test_restart.py", "test_ray_executor.py"}
+           "test_browser_meeting.py", "test_browser_large_map.py", "test_restart.py", "test_ray_executor.py"}
 """Test files that start app servers, browsers or a Ray cluster: one after another in one test process (their waits
 for a page or a cluster are the suite's most sensitive to load), while the other process runs the rest."""
 
