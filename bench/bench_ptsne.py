@@ -18,6 +18,12 @@ Cached in bench/out/ (so that iterating on the plint side is cheap): the CNNs, t
 (``ptsne_latents_*.npz``) and, with ``--reuse-opentsne``, openTSNE's maps (``ptsne_opentsne_*.npz``:
 map, fit seconds and load; a figure for RESULTS.md refits openTSNE in the same run, the default).
 
+**Panel** (``--protocol panel``, issue 21): the all-points protocol on every latent space of
+:mod:`latent_panel` (the plint CNN's logits and 128-feature hidden layer after 1 and 3 epochs on MNIST and
+Fashion-MNIST, the 1-epoch seed-5 MNIST CNN's logits, a torchvision ResNet-18's 512-feature ``avgpool`` on a made RGB
+set, and MNIST replicated to 100,000 points), one default configuration for all, openTSNE refitted on each in the
+same run; a summary table prints one row per space with the four goals.
+
 ``--quick``: a smoke run on scikit-learn's digits (the bundled demo CNN), small configs; checks
 structure and sanity, not speed or the goals.
 
@@ -26,6 +32,7 @@ Usage::
     python bench/bench_ptsne.py                    # both protocols, MNIST and Fashion-MNIST (~10 min, 2 cores)
     python bench/bench_ptsne.py --protocol all --data mnist --points 20000 --reuse-opentsne \\
         --config '{"max_fit_points": 20000}'      # a cheaper proxy while exploring
+    python bench/bench_ptsne.py --protocol panel   # the panel of 11 latent spaces (~30 min, 2 cores; builds them once)
     python bench/bench_ptsne.py --quick            # < 1 minute
 """
 from __future__ import annotations
@@ -141,15 +148,22 @@ def opentsne_cached(X: np.ndarray, key: str, seed: int, quick: bool, reuse: bool
 
 # ------------------------------------------------------------------ protocols
 def all_points(name: str, config: TSNEConfig, seed: int, n_points: int, quick: bool, reuse: bool,
-               plint_first: bool = True) -> dict:
-    """The all-points protocol on data set ``name`` (``n_points`` < all: a seeded subset, a cheaper proxy)."""
-    X, labels = train_latents(name, seed)
+               plint_first: bool = True, space: str = "") -> dict:
+    """The all-points protocol on data set ``name``, or on the panel's latent space ``space``
+    (:mod:`latent_panel`); ``n_points`` < all: a seeded subset, a cheaper proxy."""
+    if space:
+        from latent_panel import panel_latents
+
+        X, labels = panel_latents(space, seed)
+        name, what, key = space, f"latents of panel space {space!r}", f"panel_{space}"
+    else:
+        X, labels = train_latents(name, seed)
+        what, key = f"training latents of layer {LAYER!r}", f"{name}_{LAYER}_e{EPOCHS}"
     if n_points < len(X):
         sub = np.sort(np.random.default_rng(seed).choice(len(X), size=n_points, replace=False))
         X, labels = X[sub], labels[sub]
-    print(f"\n## all points: {name}, {len(X)} training latents of layer {LAYER!r} ({X.shape[1]} features); "
-          f"{uptime()}", flush=True)
-    key = f"{name}_{LAYER}_e{EPOCHS}_n{len(X)}"
+    print(f"\n## all points: {name}, {len(X)} {what} ({X.shape[1]} features); {uptime()}", flush=True)
+    key = f"{key}_n{len(X)}"
     if plint_first:
         est, Y_p, t_p = fit_plint(X, config, seed)
         print(f"plint ParametricTSNE: {t_p['fit_seconds']:.1f} s (load {t_p['load_before']:.2f})", flush=True)
@@ -172,7 +186,7 @@ def all_points(name: str, config: TSNEConfig, seed: int, n_points: int, quick: b
     print_table(table)
     print(f"fit time plint ÷ openTSNE: {q_p['fit_seconds'] / q_o['fit_seconds']:.2f}"
           f"{' (openTSNE cached: not the same run)' if t_o['cached'] else ' (same run)'}; {uptime()}", flush=True)
-    return {"data": name, "n_points": len(X), "n_scored": score, "n_fitted": n_fit, "plint": q_p, "opentsne": q_o,
+    return {"data": name, "n_points": len(X), "n_features": int(X.shape[1]), "n_scored": score, "n_fitted": n_fit, "plint": q_p, "opentsne": q_o,
             "goals": table, "scale": est.scale_, "steps": list(est.schedule(n_fit, len(X))), "problems":
             _sanity(est, X, Y_p, Y_p, q_p, None, len(X))}
 
@@ -202,6 +216,21 @@ def fitted_points(config: TSNEConfig, seed: int, n_points: int, quick: bool) -> 
             "transform_seconds": t_transform, "problems": _sanity(est, X, Y_p, Y_all, q_p, stages, len(everything))}
 
 
+def _panel_summary(rows: list[dict]) -> None:
+    """One line per latent space: plint and openTSNE's figures, the recall ratio and fit ratio, and the goals."""
+    print("\n## panel summary (all points; both maps scored on one shared subsample per space)")
+    table = []
+    for r in rows:
+        p, o = r["plint"], r["opentsne"]
+        table.append({"latent space": r["data"], "N": r["n_points"], "D": r["n_features"],
+                      "plint acc / T(5) / recall": f"{p['knn_acc10']:.3f} / {p['trustworthiness5']:.3f} / {p['knn_recall10']:.3f}",
+                      "openTSNE": f"{o['knn_acc10']:.3f} / {o['trustworthiness5']:.3f} / {o['knn_recall10']:.3f}",
+                      "recall ratio": f"{p['knn_recall10'] / o['knn_recall10']:.2f}",
+                      "fit s plint / openTSNE": f"{p['fit_seconds']:.0f} / {o['fit_seconds']:.0f}",
+                      "goals": " ".join(g["result"] for g in r["goals"])})
+    print_table(table)
+
+
 def _cells(q: dict) -> dict:
     return {k: q[k] for k in (*METRICS, "fit_seconds")} | {"load": q["load_before"]}
 
@@ -209,7 +238,9 @@ def _cells(q: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run on digits (structure, not speed)")
-    ap.add_argument("--protocol", choices=("all", "fitted", "both"), default="both")
+    ap.add_argument("--protocol", choices=("all", "fitted", "both", "panel"), default="both",
+                    help="panel: the all-points protocol on every latent space of bench/latent_panel.py (issue 21)")
+    ap.add_argument("--spaces", default="", help="panel: a comma-separated subset of latent_panel.SPACES")
     ap.add_argument("--data", default="mnist,fashion", help="data sets of the all-points protocol (default mnist,fashion)")
     ap.add_argument("--points", type=int, default=0,
                     help="all points: a seeded subset of this many training latents (0: all); fitted points: 10000")
@@ -231,6 +262,15 @@ def main() -> None:
     result: dict = {"quick": args.quick, "machine": machine(), "torch_threads": torch.get_num_threads(),
                     "config": config.to_dict(), "uptime_start": uptime()}
     problems: list[str] = []
+    if args.protocol == "panel":
+        from latent_panel import QUICK_SPACES, SPACES
+
+        spaces = ([s.strip() for s in args.spaces.split(",") if s.strip()] if args.spaces
+                  else list(QUICK_SPACES if args.quick else SPACES))
+        result["panel"] = [all_points("", config, args.seed, args.points or 10**9, args.quick, args.reuse_opentsne,
+                                      not args.opentsne_first, space=s) for s in spaces]
+        problems += [p for r in result["panel"] for p in r["problems"]]
+        _panel_summary(result["panel"])
     if args.protocol in ("all", "both"):
         names = ["digits"] if args.quick else [s.strip() for s in args.data.split(",") if s.strip()]
         result["all_points"] = [all_points(n, config, args.seed, args.points or 10**9, args.quick, args.reuse_opentsne,

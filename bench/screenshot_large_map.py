@@ -57,7 +57,8 @@ def main() -> None:
             page.mouse.move(1300, 1200)
             page.evaluate(UNHOVER_JS)
             time.sleep(1.5)
-            page.screenshot(path=str(out))
+            # the bottom strip: the next element (the page's data component) half drawn, not part of the map
+            page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": 1400, "height": 1232})
             print(f"{out}: {page.evaluate(SELECTION_TEXT_JS)} points selected")
             browser.close()
     finally:

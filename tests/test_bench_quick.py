@@ -20,8 +20,8 @@ SHARED = Path(os.environ.get("PLINT_SHARED_DATA", BENCH.parent.parent / "shared"
 """The read-only shared data folder (bench/common.py's ``SHARED``): only bench_scale's quick run needs it."""
 
 
-def run_quick(script: str) -> str:
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], cwd=BENCH, capture_output=True, text=True,
+def run_quick(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", *args], cwd=BENCH, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -119,6 +119,15 @@ def test_bench_ptsne_quick():
     out = run_quick("bench_ptsne.py")
     assert [r[0] for r in table_rows(out, "method")][0] == "plint ParametricTSNE"
     assert len(table_rows(out, "goal")) == 4
+
+
+def test_bench_ptsne_panel_quick():
+    """The panel of latent spaces (issue 21) runs and summarises one row per space, all four goals judged."""
+    out = run_quick("bench_ptsne.py", "--protocol", "panel")
+    rows = table_rows(out, "latent space")
+    assert [r[0] for r in rows] == ["digits-demo-logits", "digits-demo-fc1"], out
+    assert [r[2] for r in rows] == ["10", "128"]  # the logits and the 128-feature hidden layer
+    assert all(len(r[-1].split()) == 4 and set(r[-1].split()) <= {"PASS", "MISS"} for r in rows)
 
 
 @pytest.mark.skipif(not (SHARED / "pneumoniamnist.npz").is_file(),
