@@ -35,6 +35,7 @@ from typing import Mapping
 
 from plint_core.device import DEVICE_CHOICES, memory_limit
 from plint_core.embedding.parametric_tsne import TSNEConfig
+from plint_core.env_settings import env_count
 from plint_core.errors import PlintError
 
 from .map_thinning import DEFAULT_MAX_POINTS
@@ -69,11 +70,14 @@ class AppConfig:
         return cls(runs_dir=Path(env.get("PLINT_RUNS_DIR") or "runs"), data=env.get("PLINT_DATA") or "digits",
                    model=env.get("PLINT_MODEL") or "demo", device=device,
                    tsne=_tsne_config(env.get("PLINT_TSNE_CONFIG", "")),
-                   scale_points=_non_negative_int(env.get("PLINT_SCALE_POINTS", ""), "PLINT_SCALE_POINTS"),
-                   torch_threads=_non_negative_int(env.get("PLINT_TORCH_THREADS", ""), "PLINT_TORCH_THREADS"),
+                   scale_points=env_count("PLINT_SCALE_POINTS", minimum=0, what="points", default=0, env=env,
+                                          hint="0 = off"),
+                   torch_threads=env_count("PLINT_TORCH_THREADS", minimum=0, what="threads", default=0, env=env,
+                                           hint="0 = torch's own choice"),
                    allow_paths=_flag(env.get("PLINT_ALLOW_PATHS", ""), "PLINT_ALLOW_PATHS"),
                    memory_bytes=_memory(env.get("PLINT_MEMORY_GB", "")),
-                   map_max_points=_max_points(env.get("PLINT_MAP_MAX_POINTS", "")))
+                   map_max_points=env_count("PLINT_MAP_MAX_POINTS", minimum=1, what="points", default=DEFAULT_MAX_POINTS,
+                                            env=env, hint=f"the most points the map draws; unset: {DEFAULT_MAX_POINTS:,}"))
 
     def cache_key(self) -> str:
         """A string naming everything loaded (and the memory it may use, which decides presets, and the most points
@@ -96,19 +100,6 @@ def _memory(text: str) -> int | None:
     return int(value * 1e9)
 
 
-def _max_points(text: str) -> int:
-    if not text.strip():
-        return DEFAULT_MAX_POINTS
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise PlintError(f"PLINT_MAP_MAX_POINTS={text!r} is not a number of points: give a whole number of at least "
-                         f"1 (the most points the map draws), or leave it unset for {DEFAULT_MAX_POINTS:,}")
-    return value
-
-
 def _tsne_config(text: str) -> TSNEConfig:
     return TSNEConfig.from_json(text, "PLINT_TSNE_CONFIG")
 
@@ -121,14 +112,3 @@ def _flag(text: str, name: str) -> bool:
         return True
     raise PlintError(f"{name}={text!r}: use 1 or true to turn it on, 0 or false (or leave it unset) for off")
 
-
-def _non_negative_int(text: str, name: str) -> int:
-    if not text.strip():
-        return 0
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise PlintError(f"{name}={text!r} is not a whole number") from exc
-    if value < 0:
-        raise PlintError(f"{name}={value} must be 0 (off) or a positive number of points")
-    return value

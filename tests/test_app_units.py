@@ -40,7 +40,7 @@ def test_config_defaults_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("env, fragment", [({"PLINT_TSNE_CONFIG": "{oops"}, "not valid JSON"),
                                            ({"PLINT_TSNE_CONFIG": '{"bogus": 1}'}, "unknown keys"),
-                                           ({"PLINT_SCALE_POINTS": "-3"}, "must be 0"),
+                                           ({"PLINT_SCALE_POINTS": "-3"}, "is not a number of points: give 0 or"),
                                            ({"PLINT_DEVICE": "tpu"}, "PLINT_DEVICE")])
 def test_config_errors_are_plint_errors(env, fragment):
     with pytest.raises(PlintError, match=fragment):

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from ..device import cpu_quota
+from ..env_settings import env_count
 from ..errors import PlintError
 from .images import FileImages, Images
 
@@ -92,14 +93,8 @@ def default_workers(images: Images, device: torch.device) -> int:
     """Loader workers for ``images`` on ``device``: ``$PLINT_LOADER_WORKERS`` if set; else none for arrays
     on the CPU (a read is a cheap copy), and for image files or a GPU one per spare usable core
     (:func:`usable_cores`), at most 4."""
-    text = os.environ.get(WORKERS_ENV, "").strip()
-    if text:
-        try:
-            value = int(text)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise PlintError(f"{WORKERS_ENV}={text!r} is not a number of workers: give 0 or a positive whole number")
+    value = env_count(WORKERS_ENV, minimum=0, what="workers", hint="0 = read in the main process")
+    if value is not None:
         return value
     if device.type != "cuda" and not isinstance(images, FileImages):
         return 0

@@ -33,6 +33,7 @@ import traceback
 from collections import deque
 from typing import Any, Callable
 
+from ..env_settings import env_count
 from ..errors import PlintError, RunCancelled
 from .executor import CANCELLED, DONE, FAILED, FINISHED, Executor, Handle, Status
 
@@ -81,15 +82,8 @@ def worker_context():
 
 def default_slots() -> int:
     """``$PLINT_WORKERS`` if set, else one per GPU, else 1."""
-    text = os.environ.get(WORKERS_ENV, "").strip()
-    if text:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise PlintError(f"{WORKERS_ENV}={text!r} is not a number of worker processes: give a whole number "
-                             "of 1 or more")
+    value = env_count(WORKERS_ENV, minimum=1, what="worker processes")
+    if value is not None:
         return value
     import torch
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..env_settings import env_count
 from ..errors import PlintError
 from .executor import Executor
 
@@ -42,13 +43,7 @@ def ray_settings() -> dict:
     """The keyword arguments of :class:`~plint_core.runs.ray_executor.RayExecutor` from the environment:
     ``address`` (default ``auto``), ``cpus`` (default 1) and ``runtime_env`` (default none)."""
     address = os.environ.get(RAY_ADDRESS_ENV, "").strip() or "auto"
-    text = os.environ.get(RAY_CPUS_ENV, "").strip()
-    try:
-        cpus = int(text) if text else 1
-    except ValueError:
-        cpus = 0
-    if cpus < 1:
-        raise PlintError(f"{RAY_CPUS_ENV}={text!r} is not a number of CPUs: give a whole number of 1 or more")
+    cpus = env_count(RAY_CPUS_ENV, minimum=1, what="CPUs", default=1)
     text = os.environ.get(RAY_RUNTIME_ENV_ENV, "").strip()
     runtime_env = None
     if text:
