@@ -252,7 +252,9 @@ def editor(proj: Project, emb) -> None:
     view = scatter_view(proj, emb)
     t1, t3, t4 = st.columns([1.25, 1.95, 1.2], vertical_alignment="bottom")
     t2, t5 = st.columns([1, 4.4], vertical_alignment="bottom")  # the test points' toggle beside the linked layer
-    color_by = t1.segmented_control("Colour by", list(COLOR_MODES), format_func=COLOR_MODES.get, default="label",
+    # a follower's colouring is set through the session state (the presenter's): no default beside it
+    color_by = t1.segmented_control("Colour by", list(COLOR_MODES), format_func=COLOR_MODES.get,
+                                    default=None if COLOR_KEY in st.session_state else "label",
                                     required=True, key=COLOR_KEY, persist_state="session")
     show_test = t2.toggle("Show test points", key=SHOW_TEST_KEY, persist_state="session")
     click_mode = t3.segmented_control("Clicking the plot", list(CLICK_MODES), format_func=CLICK_MODES.get,
