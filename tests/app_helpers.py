@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,33 @@ def browser_points(ids: np.ndarray, xy: np.ndarray, labels: np.ndarray, split: i
     return [{"curve_number": 0, "point_number": k, "point_index": k, "x": float(x), "y": float(y),
              "customdata": {"0": int(i), "1": int(lab), "2": int(lab), "3": split}}
             for k, (i, (x, y), lab) in enumerate(zip(ids, xy, labels))]
+
+
+@contextmanager
+def browser_evidence(browser, server, folder: Path, name: str = "failure"):
+    """On a failure inside: a full-page screenshot of every page ``browser`` holds, in ``folder``, and the
+    failure raised again as an :class:`AssertionError` with their paths and the last 3,000 characters of the
+    ``server``'s log (:class:`plint_app.serve.Server`), so that a browser test's report says what each page showed
+    and what the server said."""
+    try:
+        yield
+    except Exception as exc:
+        shots = []
+        for i, context in enumerate(browser.contexts):
+            for j, page in enumerate(context.pages):
+                path = folder / f"{name}_{i}_{j}.png"
+                try:
+                    page.screenshot(path=str(path), full_page=True)
+                except Exception as shot_error:  # a page that crashed or closed: say so, keep the first failure
+                    shots.append(f"{path.name}: no screenshot ({type(shot_error).__name__})")
+                else:
+                    shots.append(str(path))
+        raise AssertionError(f"{exc}\nscreenshots: {', '.join(shots) or 'none (no page open)'}\nserver log:\n"
+                             f"{server.log.read_text()[-3000:]}") from exc
+
+
+def assert_no_traceback(*logs: Path) -> None:
+    """Each server log holds no ``Traceback``: the app raised nothing it did not show as a message."""
+    for log in logs:
+        text = log.read_text()
+        assert "Traceback" not in text, f"{log}:\n{text}"

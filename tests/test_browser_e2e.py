@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import REPO, TEST_EPOCHS, app_env
+from app_helpers import REPO, TEST_EPOCHS, app_env, assert_no_traceback, browser_evidence
 
 from plint_app.serve import CHROMIUM, EPOCHS_LABEL, GROUP_BOX_JS, drag, launch_chromium, start_streamlit
 
@@ -98,20 +98,12 @@ def test_whole_loop_in_chromium(app_runs, tmp_path):
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             page = browser.new_page(viewport=VIEWPORT)
-            try:
+            with browser_evidence(browser, server, tmp_path):  # every session's page, the second one's too
                 walk_through(page, server.url)
-            except Exception as exc:
-                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-                for i, ctx in enumerate(browser.contexts):  # every session's page, the second one's too
-                    for j, p in enumerate(ctx.pages):
-                        p.screenshot(path=str(tmp_path / f"failure_{i}_{j}.png"), full_page=True)
-                raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
-                                     f"{server.log.read_text()[-3000:]}") from exc
             browser.close()
     finally:
         server.stop()
-    log = (tmp_path / "streamlit.log").read_text()
-    assert "Traceback" not in log, log
+    assert_no_traceback(server.log)
 
 
 def click_destination(page, x: float, y: float, tries: int = 3) -> None:

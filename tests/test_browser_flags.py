@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
-from app_helpers import app_env
+from app_helpers import app_env, assert_no_traceback, browser_evidence
 from test_browser_e2e import VIEWPORT, require_chromium, screenshot, selection_count
 
 from plint_app.serve import CHART_READY_JS, GROUP_BOX_JS, drag, launch_chromium, open_page, start_streamlit
@@ -77,27 +77,24 @@ def test_flags_made_in_the_browser_survive_a_restart_and_download_as_csv(app_run
         server = start_streamlit("app.py", env, tmp_path / "streamlit.log")
         page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
         try:
-            embedding_page(server.url, page)
-            # flag 1: a box over class 1, label wrong → 7, with a note, by Ana
-            n1 = select_group(page, "1")
-            type_text(page, "Your name", "Ana")
-            type_text(page, "Note", "look like sevens")
-            box = page.get_by_role("combobox", name="Suggested class")
-            box.scroll_into_view_if_needed()
-            box.click()
-            page.keyboard.type("7")  # the list opens below the page's end: typing picks the class
-            page.keyboard.press("Enter")
-            flag(page, 1, "label wrong → 7 ")
-            page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1}", timeout=60_000)
-            # flag 2: a box over class 8, ambiguous
-            n2 = select_group(page, "8")
-            page.get_by_role("radio", name="ambiguous").first.click()
-            flag(page, 2, "ambiguous ")
-            page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1 + n2}", timeout=60_000)
-        except Exception as exc:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
-                                 f"{server.log.read_text()[-3000:]}") from exc
+            with browser_evidence(browser, server, tmp_path, "failure"):
+                embedding_page(server.url, page)
+                # flag 1: a box over class 1, label wrong → 7, with a note, by Ana
+                n1 = select_group(page, "1")
+                type_text(page, "Your name", "Ana")
+                type_text(page, "Note", "look like sevens")
+                box = page.get_by_role("combobox", name="Suggested class")
+                box.scroll_into_view_if_needed()
+                box.click()
+                page.keyboard.type("7")  # the list opens below the page's end: typing picks the class
+                page.keyboard.press("Enter")
+                flag(page, 1, "label wrong → 7 ")
+                page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1}", timeout=60_000)
+                # flag 2: a box over class 8, ambiguous
+                n2 = select_group(page, "8")
+                page.get_by_role("radio", name="ambiguous").first.click()
+                flag(page, 2, "ambiguous ")
+                page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1 + n2}", timeout=60_000)
         finally:
             server.stop()
 
@@ -105,18 +102,15 @@ def test_flags_made_in_the_browser_survive_a_restart_and_download_as_csv(app_run
         server = start_streamlit("app.py", env, tmp_path / "streamlit2.log")
         page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
         try:
-            embedding_page(server.url, page)
-            page.get_by_role("heading", name="Flags (2)").first.wait_for(timeout=60_000)
-            page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1 + n2}", timeout=60_000)
-            screenshot(page, "flags")  # docs/screenshots
-            with page.expect_download(timeout=60_000) as download:
-                page.get_by_role("button", name="Download flags (CSV)").click()
-            csv = tmp_path / "flags.csv"
-            download.value.save_as(csv)
-        except Exception as exc:
-            page.screenshot(path=str(tmp_path / "failure2.png"), full_page=True)
-            raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure2.png'}\nserver log:\n"
-                                 f"{server.log.read_text()[-3000:]}") from exc
+            with browser_evidence(browser, server, tmp_path, "failure2"):
+                embedding_page(server.url, page)
+                page.get_by_role("heading", name="Flags (2)").first.wait_for(timeout=60_000)
+                page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1 + n2}", timeout=60_000)
+                screenshot(page, "flags")  # docs/screenshots
+                with page.expect_download(timeout=60_000) as download:
+                    page.get_by_role("button", name="Download flags (CSV)").click()
+                csv = tmp_path / "flags.csv"
+                download.value.save_as(csv)
         finally:
             server.stop()
         browser.close()
@@ -140,6 +134,4 @@ def test_flags_made_in_the_browser_survive_a_restart_and_download_as_csv(app_run
     ids = [i for f in flags for i in f.ids]
     np.testing.assert_array_equal(table["id"].astype(int), ids)
     assert table["given_label"].tolist() == [proj.data.class_names[k] for k in proj.data.train.labels[ids]]
-    for log in ("streamlit.log", "streamlit2.log"):
-        text = (tmp_path / log).read_text()
-        assert "Traceback" not in text, text
+    assert_no_traceback(tmp_path / "streamlit.log", tmp_path / "streamlit2.log")

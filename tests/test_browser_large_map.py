@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from app_helpers import app_env
+from app_helpers import app_env, assert_no_traceback, browser_evidence
 from test_browser_e2e import IDLE_JS, VIEWPORT, require_chromium, selection_count
 
 from plint_app.serve import CHART_READY_JS, GROUP_BOX_JS, drag, launch_chromium, start_streamlit
@@ -61,7 +61,7 @@ def test_a_box_on_a_thinned_map_selects_every_point_inside_it(app_runs, tmp_path
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             page = browser.new_page(viewport=VIEWPORT)
-            try:
+            with browser_evidence(browser, server, tmp_path):
                 page.goto(server.url + "/embedding")
                 page.wait_for_function(CHART_READY_JS, timeout=120_000, polling="raf")
                 page.get_by_text(f"Showing {MAX} of 1,437 points").first.wait_for(timeout=30_000)
@@ -78,10 +78,6 @@ def test_a_box_on_a_thinned_map_selects_every_point_inside_it(app_runs, tmp_path
                 box = page.wait_for_function(BOX_JS, timeout=30_000).json_value()
                 page.wait_for_function(IDLE_JS, timeout=60_000)
                 shown = selection_count(page)
-            except Exception as exc:
-                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-                raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
-                                     f"{server.log.read_text()[-3000:]}") from exc
             browser.close()
     finally:
         server.stop()
@@ -90,5 +86,4 @@ def test_a_box_on_a_thinned_map_selects_every_point_inside_it(app_runs, tmp_path
     inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
     assert shown == int(inside.sum()), (shown, int(inside.sum()), box)
     assert box["drawn"] < shown, "the box holds points that are not drawn, and they are selected too"
-    log = (tmp_path / "streamlit.log").read_text()
-    assert "Traceback" not in log, log
+    assert_no_traceback(server.log)

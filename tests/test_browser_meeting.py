@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from app_helpers import app_env
+from app_helpers import app_env, assert_no_traceback, browser_evidence
 from test_browser_deep_links import require_chromium
 from test_browser_e2e import screenshot
 
@@ -71,17 +71,13 @@ def test_followers_follow_the_presenter_and_stop_following_keeps_a_private_copy(
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             try:
-                walk(browser, server.url)
-            except Exception:
-                for k, context in enumerate(browser.contexts):  # what each browser showed, for the failure
-                    for page in context.pages:
-                        page.screenshot(path=str(tmp_path / f"meeting_{k}.png"), full_page=True)
-                print(f"screenshots and the server's log: {tmp_path}")
-                raise
+                with browser_evidence(browser, server, tmp_path, "meeting"):  # what each browser showed
+                    walk(browser, server.url)
             finally:
                 browser.close()
     finally:
         server.stop()
+    assert_no_traceback(server.log)
 
 
 def walk(browser, url: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from app_helpers import app_env
+from app_helpers import app_env, assert_no_traceback, browser_evidence
 from test_browser_e2e import VIEWPORT, require_chromium, screenshot
 
 from plint_app.serve import CHART_READY_JS, GROUP_BOX_JS, SELECTION_TEXT_JS, drag, launch_chromium, open_page, \
@@ -52,17 +52,12 @@ def test_search_by_id_and_a_click_on_a_point_open_the_neighbour_panel(app_runs, 
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             page = browser.new_page(viewport=VIEWPORT)
-            try:
+            with browser_evidence(browser, server, tmp_path):
                 find_and_click(page, server.url)
-            except Exception as exc:
-                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-                raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
-                                     f"{server.log.read_text()[-3000:]}") from exc
             browser.close()
     finally:
         server.stop()
-    log = (tmp_path / "streamlit.log").read_text()
-    assert "Traceback" not in log, log
+    assert_no_traceback(server.log)
 
 
 def wait_for_panel_images(page, n: int) -> None:
@@ -138,7 +133,7 @@ def test_search_by_file_name_in_an_image_folder_project(tmp_path):
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             page = browser.new_page(viewport=VIEWPORT)
-            try:
+            with browser_evidence(browser, server, tmp_path):
                 page.goto(server.url)
                 page.get_by_text("is ready").first.wait_for(timeout=60_000)
                 open_page(page, "Embedding & interventions")
@@ -150,10 +145,7 @@ def test_search_by_file_name_in_an_image_folder_project(tmp_path):
                 box.fill("durian")
                 box.press("Enter")
                 page.get_by_text("no image's file name contains 'durian'").wait_for(timeout=30_000)
-            except Exception as exc:
-                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-                raise AssertionError(f"{exc}\nscreenshot: {tmp_path / 'failure.png'}\nserver log:\n"
-                                     f"{server.log.read_text()[-3000:]}") from exc
             browser.close()
     finally:
         server.stop()
+    assert_no_traceback(server.log)
