@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 from app_helpers import app_env, assert_no_traceback, browser_evidence
-from test_browser_e2e import VIEWPORT, require_chromium, screenshot, selection_count
+from test_browser_e2e import IDLE_JS, VIEWPORT, require_chromium, screenshot, selection_count
 
 from plint_app.serve import CHART_READY_JS, GROUP_BOX_JS, drag, launch_chromium, open_page, start_streamlit
 
@@ -47,6 +47,34 @@ def type_text(page, label: str, text: str) -> None:
                            arg=[label, text], timeout=30_000)
 
 
+SELECTBOX_JS = """(label) => document.querySelector(`input[role="combobox"][aria-label="${label}"]`)?.value ?? null"""
+"""The text a select box labelled ``label`` shows (``""`` while none is chosen), or ``null``."""
+
+
+def choose_class(page, label: str, option: str) -> None:
+    """Choose ``option`` in the select box ``label`` with the keyboard, again where a rerun that came between
+    took the choice back (seen under load: the box showed its placeholder, and the flag was refused)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(3):
+        page.wait_for_function(IDLE_JS, timeout=60_000)
+        box = page.get_by_role("combobox", name=label)
+        box.scroll_into_view_if_needed()
+        box.click()
+        page.keyboard.type(option)  # the list opens below the page's end: typing picks the class
+        page.keyboard.press("Enter")
+        try:
+            page.wait_for_function(f"(l) => ({SELECTBOX_JS})(l) === {option!r}", arg=label, timeout=10_000)
+            page.wait_for_function(IDLE_JS, timeout=60_000)
+            page.wait_for_timeout(500)  # a rerun that took the choice back has redrawn the box by now
+            if page.evaluate(SELECTBOX_JS, label) == option:
+                return
+        except PlaywrightTimeout:
+            pass
+        if attempt == 2:
+            raise AssertionError(f"{label!r} shows {page.evaluate(SELECTBOX_JS, label)!r}, not {option!r}")
+
+
 def flag(page, n_flags: int, what: str) -> None:
     """Press *Flag the N selected images*; wait for the message that says ``what`` was flagged, and the count."""
     page.get_by_role("button", name=re.compile(r"^Flag the [\d,]+ selected images?$")).click()
@@ -83,11 +111,7 @@ def test_flags_made_in_the_browser_survive_a_restart_and_download_as_csv(app_run
                 n1 = select_group(page, "1")
                 type_text(page, "Your name", "Ana")
                 type_text(page, "Note", "look like sevens")
-                box = page.get_by_role("combobox", name="Suggested class")
-                box.scroll_into_view_if_needed()
-                box.click()
-                page.keyboard.type("7")  # the list opens below the page's end: typing picks the class
-                page.keyboard.press("Enter")
+                choose_class(page, "Suggested class", "7")
                 flag(page, 1, "label wrong → 7 ")
                 page.wait_for_function(f"() => ({FLAGGED_JS})() === {n1}", timeout=60_000)
                 # flag 2: a box over class 8, ambiguous
