@@ -115,6 +115,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
     ap.add_argument("--embed-on", default=d.embed_on, choices=EMBED_ON,
                     help="rows the embedding term acts on (the engine's: all; moved: only the moved points)")
+    ap.add_argument("--moved-per-batch", type=int, default=d.moved_per_batch,
+                    help="moved rows every PLI step carries for the embedding term where it acts on the moved rows only")
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--lams", default="0,0.3,0.5,0.7",
                     help="grid and λ sweep at the first seed, with --weighting (0: the control)")
@@ -342,7 +344,7 @@ def bench_edit(s: Setup, edit: str, a: argparse.Namespace, store: RunStore, tole
     def config(seed: int, **kw) -> FinetuneConfig:
         base = FinetuneConfig(lam=a.lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=seed,
                               device=a.device, select=a.select, tolerance=a.tolerance, weighting=a.weighting,
-                              optimizer=a.optimizer, embed_on=a.embed_on)
+                              optimizer=a.optimizer, embed_on=a.embed_on, moved_per_batch=a.moved_per_batch)
         return replace(base, **kw)
 
     seeds = data_seeds(a, s.name)
@@ -652,7 +654,7 @@ def main() -> None:
     tol = f"{a.tolerance:g}"
     limits = f" (at most {a.max_seeds})" if a.max_seeds else ""
     header = (f"{machine()}; data {a.data}; edits {a.edits}; seeds {a.seeds}{limits}; λ {a.lam} {a.weighting}; select "
-              f"{a.select} (tolerance {100 * a.tolerance:g} pp); optimizer {a.optimizer} lr {a.lr}; embed on {a.embed_on}; grid λ {a.lams}, "
+              f"{a.select} (tolerance {100 * a.tolerance:g} pp); optimizer {a.optimizer} lr {a.lr}; embed on {a.embed_on}; moved per batch {a.moved_per_batch}; grid λ {a.lams}, "
               f"paper λ {a.paper_lams or '–'}, sgd λ {a.sgd_lams or '–'} (lr {a.sgd_lr}), tolerances {a.tolerances}; "
               f"train points {a.train_points}; val points {a.val_points} (where no val split); epochs {a.epochs}; "
               f"steps {a.steps}; batch {a.batch_size}; class edit: apart and outward {a.distance} × scale, contract "

@@ -97,6 +97,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--class-weight", default=FinetuneConfig.class_weight, choices=("none", "inverse"),
                     dest="class_weight", help="FinetuneConfig.class_weight of the PLI pair (inverse: PLI and its "
                                               "control both class-weighted, the control then the baseline's loss)")
+    ap.add_argument("--moved-per-batch", type=int, default=FinetuneConfig.moved_per_batch,
+                    help="moved rows every PLI step carries for the embedding term (FinetuneConfig.moved_per_batch)")
     ap.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     ap.add_argument("--steps", type=int, default=FinetuneConfig.steps)
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
@@ -176,7 +178,7 @@ class Setup:
         else:
             self.base = with_val_split(load_data(data_source("fashion")), 5000, seed=0)
             self.config = FinetuneConfig(device=a.device, optimizer=a.optimizer, lr=a.lr, steps=a.steps,
-                                         class_weight=a.class_weight)
+                                         class_weight=a.class_weight, moved_per_batch=a.moved_per_batch)
             if a.class_weight == "inverse":
                 LABEL.update(pli="PLI + class weights", control="control (class-weighted CE, the pair's)")
             self.tsne, n_ft = TSNEConfig(), 20000
@@ -316,7 +318,7 @@ def main() -> None:
     started, began = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
     load_start = os.getloadavg()
     header = (f"{machine()}; seeds {a.seeds}; keep {a.keep:g}; CNN epochs {a.epochs}; distances {a.distances}; "
-              f"λ tried {a.lams or '-'}; embed_on tried {a.embed_on or '-'}; contract {a.contract:g}; optimizer {a.optimizer} lr {a.lr:g}; class weight {a.class_weight}; "
+              f"λ tried {a.lams or '-'}; embed_on tried {a.embed_on or '-'}; contract {a.contract:g}; optimizer {a.optimizer} lr {a.lr:g}; class weight {a.class_weight}; moved per batch {a.moved_per_batch}; "
               f"bootstrap {a.boot} (seed {a.boot_seed}); device {a.device}; load {load_start[0]:.2f}"
               f"{'; QUICK' if a.quick else ''}")
     print(header, flush=True)

@@ -112,6 +112,11 @@ class FinetuneConfig:
         (:func:`plint_core.class_weights.inverse_frequency_weights`, as the ``classweight`` baseline does), for
         a class that is rare there; the control is then that baseline on the pair's steps, and the comparison
         isolates what the embedding term adds to a class-weighted loss.
+    moved_per_batch: where the embedding term acts on the moved rows only (``embed_on`` ``moved``, or ``auto``
+        resolved to it), every PLI step also carries this many moved rows for that term (drawn in turn from
+        the moved rows, in an order of their own; cross-entropy stays on the step's own batch, the control's):
+        with a few dozen moved rows among thousands most batches hold none, and the pull comes in rare
+        jolts. Default 0: the moved rows a batch happens to hold.
     device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``; not part of a run's key.
     amp: automatic mixed precision (:func:`plint_core.device.autocast_dtype`; ``None``: on for CUDA,
         off for the CPU); not part of a run's key, recorded in its result.
@@ -135,6 +140,7 @@ class FinetuneConfig:
     confirm: bool = True
     embed_on: str = "auto"
     class_weight: str = "none"
+    moved_per_batch: int = 0
     device: str = "auto"
     amp: bool | None = None
     workers: int | None = None
@@ -176,6 +182,8 @@ class FinetuneConfig:
         if self.class_weight not in CLASS_WEIGHTS:
             raise PlintError(f"class weight is {self.class_weight!r}: use 'none' (plain cross-entropy) or 'inverse' "
                              "(each class weighted by 1 / its frequency among the fine-tuning rows)")
+        if not (isinstance(self.moved_per_batch, int) and 0 <= self.moved_per_batch <= 1024):
+            raise PlintError(f"moved per batch is {self.moved_per_batch}: give a whole number from 0 (off) to 1024")
         if not (isinstance(self.val_points, int) and self.val_points >= 10):
             raise PlintError(f"val points is {self.val_points}: give a whole number of at least 10")
 
@@ -203,6 +211,8 @@ class FinetuneConfig:
             d.pop("embed_on")
         if self.class_weight == "none":
             d.pop("class_weight")
+        if not self.moved_per_batch:
+            d.pop("moved_per_batch")
         return d
 
     def describe(self) -> str:
@@ -447,24 +457,24 @@ def _keep(selection: Selection, step: int, picks: dict | None, model: nn.Module)
 
 
 def calibrate(model: nn.Module, frozen: nn.Module, box: dict, loader, convert: Callable, device: torch.device,
-              dtype: torch.dtype | None, ce_fn: nn.Module, embed_term: Callable, batch_size: int, seed: int) -> dict:
+              dtype: torch.dtype | None, ce_fn: nn.Module, embed_term: Callable, batch_size: int, seed: int,
+              extra: "MovedRows | None" = None) -> dict:
     """The calibrated weighting's multiplier ``m``: mean gradient norm of cross-entropy ÷ that of the (unweighted)
     embedding term, over :data:`CALIBRATION_BATCHES` batches of the training rows drawn with their own generator,
     in eval mode (batch-norm statistics untouched). With it ``lam * m * embed`` pulls ``lam / (1 - lam)`` times as
     hard as ``(1 - lam) * CE`` at the start. Returns ``{"multiplier", "ce_grad", "embed_grad", "batches"}``; where
-    no sampled batch has a moved point (the embedding term's gradient is 0), ``multiplier`` is ``None``."""
+    no sampled batch has a moved point (the embedding term's gradient is 0), ``multiplier`` is ``None``. ``extra``:
+    the moved rows every step carries (``moved_per_batch``), added to each batch as in training."""
     params = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     model.eval()
     ce_norms, embed_norms = [], []
     try:
         for batch in _calibration_batches(loader, batch_size, seed):
-            x = convert(batch["images"])
             y = batch["labels"].to(device, non_blocking=True)
-            t = batch["targets"].to(device, non_blocking=True)
-            w = batch["weights"].to(device, non_blocking=True)
+            x, t, w = _with_extra(batch, extra.draw() if extra is not None else None, convert, device)
             with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
-                ce = ce_fn(model(x), y)
+                ce = ce_fn(model(x)[:len(y)], y)
             with torch.autocast(device.type, enabled=False):
                 embed = embed_term(frozen(box["out"].float()), t, w)
             g_ce = torch.autograd.grad(ce, params, retain_graph=True, allow_unused=True)
@@ -476,6 +486,36 @@ def calibrate(model: nn.Module, frozen: nn.Module, box: dict, loader, convert: C
     ce_grad, embed_grad = float(np.mean(ce_norms)), float(np.mean(embed_norms))
     multiplier = ce_grad / embed_grad if embed_grad > 0 and np.isfinite(embed_grad) else None
     return {"multiplier": multiplier, "ce_grad": ce_grad, "embed_grad": embed_grad, "batches": len(ce_norms)}
+
+
+class MovedRows:
+    """The moved rows a PLI step carries for the embedding term (``FinetuneConfig.moved_per_batch``): ``k`` at a
+    time from ``dataset`` (a :class:`~plint_core.data.loader.RowBatches`), in turn through a permutation of
+    ``positions`` drawn anew each pass with a generator of its own (``seed``), so the run's batch order, and the
+    control's, stay as they are."""
+
+    def __init__(self, dataset, positions: np.ndarray, k: int, seed: int):
+        self.dataset, self.positions = dataset, np.asarray(positions, dtype=np.int64)
+        self.k = min(int(k), len(self.positions))
+        self.gen = torch.Generator().manual_seed(20_000 + int(seed))
+        self.order: list[int] = []
+
+    def draw(self) -> dict:
+        while len(self.order) < self.k:
+            self.order += self.positions[torch.randperm(len(self.positions), generator=self.gen).numpy()].tolist()
+        rows, self.order = self.order[:self.k], self.order[self.k:]
+        return self.dataset[rows]
+
+
+def _with_extra(batch: dict, extra: dict | None, convert: Callable, device: torch.device):
+    """The step's model input, targets and embedding weights: ``batch``'s, with ``extra``'s rows after them."""
+    x = convert(batch["images"])
+    t = batch["targets"].to(device, non_blocking=True)
+    w = batch["weights"].to(device, non_blocking=True)
+    if extra is None:
+        return x, t, w
+    return (torch.cat([x, convert(extra["images"])]), torch.cat([t, extra["targets"].to(device)]),
+            torch.cat([w, extra["weights"].to(device)]))
 
 
 def _norm(grads) -> float:
@@ -544,6 +584,8 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
                           labels=labels, targets=targets, weights=weights)
     steps = len(loader)
     epochs, total = config.schedule(steps)
+    extra = MovedRows(loader.dataset, np.flatnonzero(weights > 0), config.moved_per_batch, config.seed) \
+        if lam > 0 and only_moved and config.moved_per_batch > 0 and weights.any() else None
     recorder = PathRecorder(probe, bundle, layer, device, dtype, config.workers) if probe is not None else None
     scorer = _Scorer(bundle, validation, device, dtype, model, config.workers) \
         if recorder is None and validation is not None and config.select == "best-val" else None
@@ -576,8 +618,10 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
         multiplier = 1.0 / scale ** 2
         if lam > 0:
             if config.weighting == "calibrated":
-                selection.calibration = calibrate(model, frozen, box, loader, convert, device, dtype, ce_fn,
-                                                  embed_term, config.batch_size, config.seed)
+                selection.calibration = calibrate(
+                    model, frozen, box, loader, convert, device, dtype, ce_fn, embed_term, config.batch_size,
+                    config.seed, None if extra is None else MovedRows(extra.dataset, extra.positions, extra.k,
+                                                                      10_000 + config.seed))
             multiplier = _multiplier(config, scale, selection.calibration)
             if selection.calibration is not None:
                 selection.calibration["used"] = multiplier
@@ -585,14 +629,12 @@ def _train(bundle: ModelBundle, layer: str, embedder: nn.Module, scale: float, s
             for step, batch in enumerate(iterate(loader), start=1):
                 if cancel is not None and cancel.is_set():
                     raise RunCancelled(f"{run} run cancelled in epoch {epoch}")
-                x = convert(batch["images"])
                 y = batch["labels"].to(device, non_blocking=True)
-                t = batch["targets"].to(device, non_blocking=True)
+                x, t, w = _with_extra(batch, extra.draw() if extra is not None else None, convert, device)
                 with torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext():
                     logits = model(x)
-                    ce = ce_fn(logits, y)
+                    ce = ce_fn(logits[:len(y)], y)  # the extra moved rows carry the embedding term only
                 with torch.autocast(device.type, enabled=False), torch.set_grad_enabled(lam > 0):
-                    w = batch["weights"].to(device, non_blocking=True)
                     embed = embed_term(frozen(box["out"].float()), t, w) * multiplier
                 loss = (1 - lam) * ce + lam * embed if lam > 0 else ce
                 opt.zero_grad(set_to_none=True)

@@ -133,6 +133,34 @@ def test_embed_on_moved_ignores_the_targets_of_unmoved_points(demo, setup):
         finetune_pair(demo, "logits", embedder, scale, source, FinetuneConfig(epochs=1, embed_on="moved"))
 
 
+def test_moved_per_batch_gives_every_pli_step_its_pull_and_leaves_the_control_as_it_was(demo, setup):
+    """With ``embed_on="moved"`` and few moved rows most batches hold none, and their embedding term is 0;
+    ``moved_per_batch`` adds that many moved rows to every PLI step, so every step pulls. Cross-entropy stays on
+    the batch's own rows, and the control (λ 0) trains exactly as without it."""
+    embedder, source, _, scale = setup
+    few = np.zeros(len(source.labels), dtype=bool)
+    few[np.flatnonzero(source.labels == 3)[:4]] = True  # 4 of 300 rows: most batches of 32 hold none
+    src = TrainingBatchSource(source.images, source.labels, source.targets, few)
+    embeds, models = {}, {}
+    for k in (0, 3):
+        seen = []
+        cfg = FinetuneConfig(lam=0.5, steps=12, batch_size=32, device="cpu", embed_on="moved", select="last",
+                             moved_per_batch=k)
+        models[k] = finetune_pair(demo, "logits", embedder, scale, src, cfg,
+                                  progress=lambda p, seen=seen: seen.append(p))
+        embeds[k] = [p.embed for p in seen if p.run == "pli"]
+    assert len(embeds[0]) == len(embeds[3]) == 12
+    assert min(embeds[0]) == 0.0, "without it, some batches carry no moved row"
+    assert min(embeds[3]) > 0.0, "with it, every step's embedding term pulls"
+    (pli0, control0, _), (pli3, control3, _) = models[0], models[3]
+    assert all(torch.equal(a, b) for a, b in zip(control0.state_dict().values(), control3.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(pli0.state_dict().values(), pli3.state_dict().values()))
+    assert FinetuneConfig(moved_per_batch=8).key_dict()["moved_per_batch"] == 8
+    assert "moved_per_batch" not in FinetuneConfig().key_dict()  # runs stored before it keep their keys
+    with pytest.raises(PlintError, match="moved per batch is -1"):
+        FinetuneConfig(moved_per_batch=-1)
+
+
 @pytest.mark.numerics
 def test_the_calibrated_weighting_gives_the_embedding_term_its_share_of_the_gradient(demo, setup):
     """At the start, ``lam * m * embed`` pulls ``lam / (1 - lam)`` times as hard as ``(1 - lam) * CE`` (mean gradient
