@@ -68,7 +68,8 @@ def settings(proj: Project) -> FinetuneConfig:
                           train_points=points if 0 < points < len(proj.data.train) else None,
                           select=s["w_select"], patience=patience or None, weighting=s["w_weighting"],
                           optimizer=s["w_optimizer"], tolerance=float(s["w_tolerance"]) / 100,
-                          embed_on=s["w_embed_on"], class_weight=s["w_class_weight"])
+                          embed_on=s["w_embed_on"], class_weight=s["w_class_weight"],
+                          moved_per_batch=int(s["w_moved_per_batch"]))
 
 
 def start_run(proj: Project) -> None:
@@ -238,7 +239,8 @@ for key, value in (("w_lam", DEFAULTS.lam), ("w_steps", DEFAULTS.steps), ("w_epo
                    ("w_seed", DEFAULTS.seed), ("w_batch", preset), ("w_points", 0),
                    ("w_select", DEFAULTS.select), ("w_patience", DEFAULTS.patience or 0), ("w_seeds", 1),
                    ("w_weighting", DEFAULTS.weighting), ("w_optimizer", DEFAULTS.optimizer),
-                   ("w_embed_on", DEFAULTS.embed_on), ("w_class_weight", DEFAULTS.class_weight),
+                   ("w_embed_on", DEFAULTS.embed_on), ("w_moved_per_batch", DEFAULTS.moved_per_batch),
+                   ("w_class_weight", DEFAULTS.class_weight),
                    ("w_tolerance", DEFAULTS.tolerance * 100)):
     st.session_state.setdefault(key, value)
 c1, c2, c3, c4 = st.columns(4)
@@ -285,6 +287,12 @@ with st.expander("More settings"):
                       "only a few points moved (misclassified images sent to their class), holding all the others "
                       "in place outweighs the move; the moved points only then follow further at about the same "
                       "accuracy (bench/RESULTS.md). Automatic picks by the share of points moved.")
+    st.number_input("Moved points in every step (0 = as the batch holds them)", min_value=0, max_value=1024, step=1,
+                    key="w_moved_per_batch", persist_state="session",
+                    help="Where the embedding term acts on the moved points only: this many moved points are added to "
+                         "every PLI step for that term (cross-entropy stays on the step's own images, the control's). "
+                         "With a few dozen points moved among thousands most steps hold none, and the edit pulls in "
+                         "rare jolts.")
     st.selectbox("Cross-entropy's class weights", CLASS_WEIGHTS, key="w_class_weight", persist_state="session",
                  format_func=CLASS_WEIGHT_LABELS.get,
                  help="For a class that is rare among the training images: both runs, PLI and its control, weight "

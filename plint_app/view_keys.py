@@ -17,7 +17,7 @@ PAIR_A, PAIR_B = "w_pair_a", "w_pair_b"
 PAIR_DISTANCE, PAIR_CONTRACT, PAIR_OUTWARD = "w_pair_distance", "w_pair_contract", "w_pair_outward"
 """Embedding: the class-pair edit's classes and settings."""
 FINETUNE_KEYS = ("w_lam", "w_steps", "w_lr", "w_seed", "w_batch", "w_seeds", "w_points", "w_epochs", "w_weighting",
-                 "w_embed_on", "w_class_weight", "w_optimizer", "w_select", "w_tolerance", "w_patience")
+                 "w_embed_on", "w_moved_per_batch", "w_class_weight", "w_optimizer", "w_select", "w_tolerance", "w_patience")
 """Fine-tune: the run's settings."""
 QUERY_KEY = "w_neighbour_query"
 """Embedding: the search for an image (id or file name)."""

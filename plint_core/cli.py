@@ -92,6 +92,10 @@ def _threads(text: str) -> int:
     return _count(text, "threads", "automatic")
 
 
+def _moved_rows(text: str) -> int:
+    return _count(text, "moved rows", "off")
+
+
 def _common(p: argparse.ArgumentParser, *, data: bool | str = True, model: bool | str = True) -> None:
     """Options shared by the commands; ``data="optional"`` (``model="optional"``) makes ``--data`` (``--model``)
     optional."""
@@ -180,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "moved, else all), all (the method: unedited points keep their place as target), moved "
                           "(only the moved points) or balanced (every point keeps its target, the moved and the "
                           "unmoved points carry half of the term each)")
+    run.add_argument("--moved-per-batch", type=_moved_rows, default=FinetuneConfig.moved_per_batch, metavar="N",
+                     help="where the embedding term acts on the moved points only: N moved points added to every PLI "
+                          "step for that term, so a small edit pulls at every step (default "
+                          f"{FinetuneConfig.moved_per_batch}: off)")
     run.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=FinetuneConfig.class_weight,
                      help="none (default: plain cross-entropy) or inverse: PLI and its control both weight their "
                           "cross-entropy by 1 / each class's frequency among the fine-tuning rows (a rare class)")
@@ -388,7 +396,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     config = FinetuneConfig(lam=a.lam, epochs=a.epochs, steps=a.steps, lr=a.lr, batch_size=a.batch_size,
                             seed=a.seed, train_points=a.train_points, select=a.select, patience=a.patience,
                             evaluations=a.evaluations, val_points=a.val_points, embed_on=a.embed_on,
-                            class_weight=a.class_weight,
+                            class_weight=a.class_weight, moved_per_batch=a.moved_per_batch,
                             tolerance=a.tolerance, weighting=a.weighting, optimizer=a.optimizer,
                             device=a.device, amp=a.amp,
                             workers=a.workers)
