@@ -36,6 +36,14 @@ def browser_points(ids: np.ndarray, xy: np.ndarray, labels: np.ndarray, split: i
             for k, (i, (x, y), lab) in enumerate(zip(ids, xy, labels))]
 
 
+PAGE_TEXT_JS = """() => { const m = document.querySelector('[data-testid="stMain"]') || document.body;
+  const plot = document.querySelector('.js-plotly-plot');
+  return `[running: ${!!document.querySelector('[data-testid="stStatusWidget"]')}; map traces: ${
+    plot && plot._fullData ? plot._fullData.length : 'none'}] ` + m.innerText.replace(/\\s+/g, ' ').slice(0, 400); }"""
+"""What a page shows, for a failure's report: whether a script run is going, the map's trace count, and the start
+of the main area's text."""
+
+
 @contextmanager
 def browser_evidence(browser, server, folder: Path, name: str = "failure"):
     """On a failure inside: a full-page screenshot of every page ``browser`` holds, in ``folder``, and the
@@ -51,12 +59,13 @@ def browser_evidence(browser, server, folder: Path, name: str = "failure"):
                 path = folder / f"{name}_{i}_{j}.png"
                 try:
                     page.screenshot(path=str(path), full_page=True)
+                    shown = page.evaluate(PAGE_TEXT_JS)
                 except Exception as shot_error:  # a page that crashed or closed: say so, keep the first failure
                     shots.append(f"{path.name}: no screenshot ({type(shot_error).__name__})")
                 else:
-                    shots.append(str(path))
-        raise AssertionError(f"{exc}\nscreenshots: {', '.join(shots) or 'none (no page open)'}\nserver log:\n"
-                             f"{server.log.read_text()[-3000:]}") from exc
+                    shots.append(f"{path} ({page.url}) shows: {shown!r}")
+        raise AssertionError(f"{exc}\nscreenshots:\n  " + ("\n  ".join(shots) or "none (no page open)") +
+                             f"\nserver log:\n{server.log.read_text()[-3000:]}") from exc
 
 
 def assert_no_traceback(*logs: Path) -> None:
