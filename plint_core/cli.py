@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--moved-per-batch", type=_moved_rows, default=FinetuneConfig.moved_per_batch, metavar="N",
                      help="where the embedding term acts on the moved points only: N moved points added to every PLI "
                           "step for that term, so a small edit pulls at every step (default "
-                          f"{FinetuneConfig.moved_per_batch}: off)")
+                          f"{FinetuneConfig.moved_per_batch}; 0: off)")
     run.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=FinetuneConfig.class_weight,
                      help="none (default: plain cross-entropy) or inverse: PLI and its control both weight their "
                           "cross-entropy by 1 / each class's frequency among the fine-tuning rows (a rare class)")

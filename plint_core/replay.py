@@ -64,7 +64,7 @@ def replay_checkpoint(data: Dataset, bundle: ModelBundle, embedding: Embedding, 
     stored = checkpoint_weights(run.directory, step)
     if stored is not None:
         return Replayed(stored, step, 0, len(recorded))
-    config = replace(FinetuneConfig(**r["finetune"]), device=device)
+    config = replace(FinetuneConfig.from_key_dict(r["finetune"]), device=device)
     spec = InterventionSpec.from_dict(r["spec"])
     targets, moved = spec.targets(embedding.train_xy, data.train.labels, data.train.ids, data.class_names)
     source, _ = training_source(data, targets, moved, config)

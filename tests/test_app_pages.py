@@ -364,7 +364,7 @@ def test_finetune_run_progress_result_and_cache_hit(app_environment, stored_run)
     assert at.selectbox(key="w_optimizer").value == engine.optimizer == "adam"
     assert defaults["w_tolerance"] == pytest.approx(engine.tolerance * 100)
     assert defaults["w_patience"] == engine.patience
-    assert defaults["w_moved_per_batch"] == engine.moved_per_batch == 0
+    assert defaults["w_moved_per_batch"] == engine.moved_per_batch == 8
     assert at.slider(key="w_lam").value == pytest.approx(engine.lam)
     assert at.select_slider(key="w_lr").value == pytest.approx(engine.lr)
     # identical settings to the stored run: reused at once

@@ -151,9 +151,10 @@ def test_bad_tsne_config_is_one_line(capsys, tmp_path, text, fragment):
 
 def test_moved_per_batch_reaches_the_run_and_a_bad_value_is_one_line():
     from plint_core.cli import build_parser
+    from plint_core.finetune import FinetuneConfig
 
     argv = ["run", "--data", "digits", "--model", "demo", "--spec", "s.json", "--out", "x"]
-    assert build_parser().parse_args(argv).moved_per_batch == 0
+    assert build_parser().parse_args(argv).moved_per_batch == FinetuneConfig.moved_per_batch == 8
     assert build_parser().parse_args([*argv, "--moved-per-batch", "8"]).moved_per_batch == 8
     proc = cli(*argv, "--moved-per-batch", "-2")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a number of moved rows" in proc.stderr

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from plint_core.errors import PlintError, RunCancelled
-from plint_core.finetune import FinetuneConfig, TrainingBatchSource, finetune_pair
+from plint_core.finetune import MOVED_PER_BATCH, FinetuneConfig, TrainingBatchSource, finetune_pair
 from plint_core.latents import extract_latents
 
 
@@ -155,10 +155,27 @@ def test_moved_per_batch_gives_every_pli_step_its_pull_and_leaves_the_control_as
     (pli0, control0, _), (pli3, control3, _) = models[0], models[3]
     assert all(torch.equal(a, b) for a, b in zip(control0.state_dict().values(), control3.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(pli0.state_dict().values(), pli3.state_dict().values()))
-    assert FinetuneConfig(moved_per_batch=8).key_dict()["moved_per_batch"] == 8
-    assert "moved_per_batch" not in FinetuneConfig().key_dict()  # runs stored before it keep their keys
+    assert FinetuneConfig().key_dict()["moved_per_batch"] == MOVED_PER_BATCH == 8
+    for off in (FinetuneConfig(moved_per_batch=0), FinetuneConfig(embed_on="all"), FinetuneConfig(embed_on="balanced")):
+        assert "moved_per_batch" not in off.key_dict()  # where it is off or unused, runs keep their earlier keys
     with pytest.raises(PlintError, match="moved per batch is -1"):
         FinetuneConfig(moved_per_batch=-1)
+
+
+@pytest.mark.parametrize("config", [
+    FinetuneConfig(), FinetuneConfig(embed_on="all"), FinetuneConfig(moved_per_batch=0),
+    FinetuneConfig(embed_on="moved", moved_per_batch=3), FinetuneConfig(embed_on="balanced", class_weight="inverse"),
+    FinetuneConfig(train_points=50, epochs=3, select="best-val", patience=2)])
+def test_a_stored_runs_key_gives_back_the_config_it_was_made_with(config):
+    """A run's stored ``key_dict`` leaves out fields at the one value they take there; reading it back must give
+    that value, not today's default (a run made with ``embed_on="all"`` before ``auto`` was the default, or before
+    ``moved_per_batch`` existed, is replayed as it was made)."""
+    back = FinetuneConfig.from_key_dict(config.key_dict())
+    assert back.key_dict() == config.key_dict()
+    assert back.embed_on == config.embed_on
+    old = {k: v for k, v in FinetuneConfig(embed_on="all").key_dict().items()}  # stored before either field
+    assert FinetuneConfig.from_key_dict(old).embed_on == "all"
+    assert FinetuneConfig.from_key_dict({"lam": 0.5}).moved_per_batch == 0
 
 
 @pytest.mark.numerics
