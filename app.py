@@ -12,11 +12,13 @@ the first visit's frame.
 import streamlit as st
 
 from plint_app.first_paint import first_load, frame
+from plint_app.navigation import FAVICON
 from plint_app.meeting import meeting_bar, publish_view
 from plint_app.navigation import app_pages, in_app, sidebar_links
 
-st.set_page_config(page_title="plint · Projective Latent Interventions", page_icon=":material/scatter_plot:",
-                   layout="wide")
+# the tab's icon from a file of our own: a Material icon as page_icon is fetched from fonts.gstatic.com, which a
+# lab machine without internet cannot reach (tests/test_browser_deep_links.py checks every request stays local)
+st.set_page_config(page_title="plint · Projective Latent Interventions", page_icon=str(FAVICON), layout="wide")
 menu, hidden = app_pages()
 # hidden: the sidebar menu is the app's own (sidebar_links), as client.showSidebarNavigation is off
 navigation = st.navigation(menu + hidden, position="hidden")

@@ -35,6 +35,8 @@ PAGES = {"model": "pages/model_data.py", "embedding": "pages/embedding.py", "fin
 """The page files, by name (relative to ``app.py``). This module imports no more than Streamlit: ``app.py`` draws
 the navigation (and :mod:`plint_app.first_paint`) before the engine's modules load."""
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
+FAVICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+"""The browser tab's icon (``st.set_page_config(page_icon=...)``), a file of the app's own: no fetch from outside."""
 _run = threading.local()  # .in_app: this thread is running a page from inside app.py
 
 

@@ -38,10 +38,14 @@ def browser_points(ids: np.ndarray, xy: np.ndarray, labels: np.ndarray, split: i
 
 PAGE_TEXT_JS = """() => { const m = document.querySelector('[data-testid="stMain"]') || document.body;
   const plot = document.querySelector('.js-plotly-plot');
+  let webgl = false;
+  try { webgl = !!document.createElement('canvas').getContext('webgl'); } catch (e) {}
   return `[running: ${!!document.querySelector('[data-testid="stStatusWidget"]')}; map traces: ${
-    plot && plot._fullData ? plot._fullData.length : 'none'}] ` + m.innerText.replace(/\\s+/g, ' ').slice(0, 400); }"""
-"""What a page shows, for a failure's report: whether a script run is going, the map's trace count, and the start
-of the main area's text."""
+    plot && plot._fullData ? plot._fullData.length : 'none'}; drag layer: ${
+    !!(plot && plot.querySelector('.nsewdrag'))}; WebGL: ${webgl}] ` + m.innerText.replace(/\\s+/g, ' ').slice(0, 400); }"""
+"""What a page shows, for a failure's report: whether a script run is going, the map's trace count, whether its drag
+layer is drawn, whether the page can still get a WebGL context (the map's traces are ``scattergl``: a browser short
+of WebGL contexts draws no map), and the start of the main area's text."""
 
 
 @contextmanager

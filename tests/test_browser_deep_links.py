@@ -61,6 +61,10 @@ IDLE_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
 MAIN_WIDTH_JS = """() => document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect().width"""
 
 
+LOCAL_URLS = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:", "about:")
+"""Addresses a page may load from: the test server's, and those the browser makes itself."""
+
+
 def require_chromium() -> None:
     if Path(CHROMIUM).exists():
         return
@@ -77,9 +81,11 @@ def open_link(browser, url: str, heading: str, check, shot: Path) -> dict:
 
     context = browser.new_context(viewport=VIEWPORT)
     context.add_init_script(RECORD_NAV_JS)
+    seen: dict = {"url": url, "outside": []}
+    # everything the page loads comes from the app's own server (no network at run time: a lab machine has none)
+    context.on("request", lambda r: None if r.url.startswith(LOCAL_URLS) else seen["outside"].append(r.url))
     page = context.new_page()
     started = time.perf_counter()
-    seen: dict = {"url": url}
     try:
         page.goto(url)
         page.get_by_role("heading", name=heading).first.wait_for(timeout=LOAD_TIMEOUT_MS)
@@ -165,6 +171,7 @@ def test_deep_links_open_the_app_in_a_fresh_browser(app_runs, stored_run, tmp_pa
         assert r["title"] == PAGE_TITLE, f"{r['url']}: the tab's title is {r['title']!r}\n{report}"
         assert r["main_width"] > 1000, f"{r['url']}: not the wide layout ({r['main_width']:.0f} px)\n{report}"
         assert r["frame_now"] == 0, f"{r['url']}: the first visit's frame is still on the page\n{report}"
+        assert r["outside"] == [], f"{r['url']}: the page loaded from outside the server: {r['outside']}\n{report}"
     # the server's first page (Compare, a chart page) drew the frame while the engine loaded; later pages did not
     assert [r["frame_ever"] for r in results] == [True] + [False] * (len(results) - 1), report
     assert "Traceback" not in log.read_text(), log.read_text()
