@@ -12,9 +12,8 @@ the first visit's frame.
 import streamlit as st
 
 from plint_app.first_paint import first_load, frame
-from plint_app.navigation import FAVICON
 from plint_app.meeting import meeting_bar, publish_view
-from plint_app.navigation import app_pages, in_app, sidebar_links
+from plint_app.navigation import FAVICON, app_pages, in_app, sidebar_links
 
 # the tab's icon from a file of our own: a Material icon as page_icon is fetched from fonts.gstatic.com, which a
 # lab machine without internet cannot reach (tests/test_browser_deep_links.py checks every request stays local)

@@ -32,7 +32,7 @@ def env_count(name: str, *, minimum: int, what: str, default: int | None = None,
     env
         Where to read; ``os.environ`` by default.
     hint
-        Said after the rule, e.g. ``"0 = off"`` or ``"or leave it unset for 30,000"``.
+        Said after the rule, in brackets, e.g. ``"0 = off"`` or ``"unset: 30,000"``.
 
     Raises
     ------
